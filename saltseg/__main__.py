@@ -1,0 +1,7 @@
+"""``python -m saltseg``."""
+
+import sys
+
+from saltseg.cli import main
+
+sys.exit(main())
