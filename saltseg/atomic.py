@@ -17,12 +17,14 @@ from typing import IO, Any
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it over ``path``.
 
-    The temporary name keeps the final suffix so that writers choosing a format by
-    extension (OpenCV, matplotlib, Keras) behave as for the final name.
+    The temporary name keeps the final suffixes (``.png``, ``.weights.h5``) so that
+    writers choosing a format by extension (OpenCV, matplotlib, Keras) behave as for the
+    final name.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=final.suffix)
+    suffix = "".join(final.suffixes[-2:])  # keeps ".weights.h5" whole
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".tmp-{final.stem}-", suffix=suffix)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -149,6 +149,31 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a stage of a family (resumes and skips finished work)."""
+    from saltseg.recipe import load_stage
+
+    settings = _settings(args)
+    profile = args.profile or settings.PROFILE
+    recipe = load_stage(args.family, args.stage, profile)
+    folds = None if args.all_folds or args.fold is None else [args.fold]
+    from saltseg.training import stage_dir, train_stage
+
+    print(
+        f"training {recipe.family}/{recipe.stage} ({recipe.model}, profile {profile}) "
+        f"-> {stage_dir(settings, recipe)}",
+        flush=True,
+    )
+    results = train_stage(recipe, settings, folds=folds, profile=profile, verbose=args.verbose)
+    for key, phases in results.items():
+        last = phases[-1]
+        print(f"{key}: best val_score {last.best_score:.4f} ({last.name}, {last.epochs} epochs)")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -198,8 +223,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-test", action="store_true", help="do not read test/images")
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("train", help="train a stage of a family (resumable)")
+    p.add_argument("--family", required=True, choices=["bes", "phalanx"])
+    p.add_argument("--stage", required=True, help="recipe name, e.g. stage1")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--fold", type=int, help="train only this fold")
+    which.add_argument("--all-folds", action="store_true", help="every fold of the recipe")
+    p.add_argument("--profile", choices=["full", "cpu", "tiny"], help="default: PROFILE setting")
+    p.add_argument(
+        "--verbose", type=int, default=2, choices=[0, 1, 2], help="Keras progress (1: bar)"
+    )
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("settings", help="print the resolved SETTINGS.json")
     p.set_defaults(func=cmd_settings)
+
+    from saltseg import zoo
+
+    zoo.add_models_parser(sub)
 
     return parser
 

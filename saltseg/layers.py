@@ -1,0 +1,333 @@
+"""Building blocks shared by both model families (Keras 3, backend-agnostic).
+
+Every helper is functional: it takes a symbolic tensor and a ``name`` prefix, creates
+explicitly named ``keras.layers`` and returns the output tensor. Only ``keras.ops`` is used
+for tensor maths, so the models run on any Keras backend.
+
+Convolutions that stride use explicit symmetric zero padding followed by a ``valid``
+convolution, as PyTorch and the original Keras encoders do (Keras ``same`` padding pads
+asymmetrically for even inputs), so published weights map without a shift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+# PyTorch BatchNorm2d defaults (eps 1e-5, momentum 0.1 == Keras momentum 0.9).
+TORCH_BN: dict[str, float] = {"epsilon": 1e-5, "momentum": 0.9}
+# Keras 2 BatchNormalization defaults, used by the original b.e.s. decoder.
+KERAS_BN: dict[str, float] = {"epsilon": 1e-3, "momentum": 0.99}
+
+
+def conv2d(
+    x: Any,
+    filters: int,
+    kernel_size: int,
+    name: str,
+    *,
+    strides: int = 1,
+    use_bias: bool = False,
+    groups: int = 1,
+    activation: str | None = None,
+) -> Any:
+    """``kernel_size`` convolution with PyTorch-style symmetric padding (``k // 2``)."""
+    pad = kernel_size // 2
+    padding = "same"
+    if strides > 1 and pad > 0:
+        x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+        padding = "valid"
+    conv = GroupedConv2D if groups > 1 else layers.Conv2D
+    return conv(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        use_bias=use_bias,
+        groups=groups,
+        activation=activation,
+        name=name,
+    )(x)
+
+
+def batch_norm(x: Any, name: str, bn: dict[str, float] | None = None, scale: bool = True) -> Any:
+    """BatchNormalization over channels with the given ``epsilon``/``momentum``."""
+    opts = dict(TORCH_BN if bn is None else bn)
+    return layers.BatchNormalization(scale=scale, name=name, **opts)(x)
+
+
+def conv_bn_act(
+    x: Any,
+    filters: int,
+    kernel_size: int,
+    name: str,
+    *,
+    strides: int = 1,
+    activation: str = "relu",
+    bn: dict[str, float] | None = None,
+) -> Any:
+    """Conv (no bias) -> BN -> activation; layers ``{name}_conv``, ``_bn``, ``_act``."""
+    x = conv2d(x, filters, kernel_size, f"{name}_conv", strides=strides)
+    x = batch_norm(x, f"{name}_bn", bn)
+    return layers.Activation(activation, name=f"{name}_{activation}")(x)
+
+
+def _has_gpu() -> bool:
+    try:
+        return bool(keras.distribution.list_devices("gpu"))
+    except (ValueError, RuntimeError):
+        return False
+
+
+@keras.saving.register_keras_serializable(package="saltseg")
+class GroupedConv2D(layers.Conv2D):
+    """``Conv2D`` with ``groups > 1`` and the same kernel layout, computed fast on CPUs.
+
+    TensorFlow's native grouped convolution trains about 100x slower than a plain one on
+    a CPU (its gradient has no fast kernel). With ``implementation="split"`` the input
+    channels and the kernel are split into ``groups`` slices, each convolved on its own and
+    concatenated: the same result and the same weights. ``"auto"`` (default) splits when no
+    GPU is visible and uses the native kernel otherwise.
+    """
+
+    def __init__(self, *args: Any, implementation: str = "auto", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if implementation not in ("auto", "native", "split"):
+            raise ValueError(f"implementation must be auto, native or split: {implementation!r}")
+        self.implementation = implementation
+
+    def _split(self) -> bool:
+        if self.groups == 1 or self.implementation == "native":
+            return False
+        return self.implementation == "split" or not _has_gpu()
+
+    def call(self, inputs: Any) -> Any:
+        if not self._split():
+            return super().call(inputs)
+        axis = -1 if self.data_format == "channels_last" else 1
+        xs = ops.split(inputs, self.groups, axis=axis)
+        ks = ops.split(self.kernel, self.groups, axis=-1)
+        y = ops.concatenate(
+            [
+                ops.conv(
+                    x,
+                    k,
+                    strides=self.strides,
+                    padding=self.padding,
+                    dilation_rate=self.dilation_rate,
+                    data_format=self.data_format,
+                )
+                for x, k in zip(xs, ks, strict=True)
+            ],
+            axis=axis,
+        )
+        if self.use_bias:
+            shape = (1, 1, 1, self.filters) if axis == -1 else (1, self.filters, 1, 1)
+            y = ops.add(y, ops.reshape(self.bias, shape))
+        if self.activation is not None:
+            y = self.activation(y)
+        return y
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "implementation": self.implementation}
+
+
+@keras.saving.register_keras_serializable(package="saltseg")
+class BilinearUpsample(layers.Layer):
+    """Integer-factor bilinear up-sampling with ``align_corners=True`` semantics.
+
+    This is PyTorch's ``F.upsample(..., mode="bilinear", align_corners=True)``, which the
+    phalanx networks use; ``keras.layers.UpSampling2D`` implements the half-pixel variant.
+    Written with ``keras.ops.take`` and constant weights, so it needs static spatial sizes.
+    """
+
+    def __init__(self, factor: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    @staticmethod
+    def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if n_in == 1:
+            zeros = np.zeros(n_out, dtype="int32")
+            return zeros, zeros, np.zeros(n_out, dtype="float32")
+        pos = np.arange(n_out, dtype="float64") * (n_in - 1) / (n_out - 1)
+        lo = np.clip(np.floor(pos).astype("int32"), 0, n_in - 1)
+        hi = np.minimum(lo + 1, n_in - 1).astype("int32")
+        return lo, hi, (pos - lo).astype("float32")
+
+    def _resize_axis(self, x: Any, axis: int, n_in: int) -> Any:
+        lo, hi, w = self._taps(n_in, n_in * self.factor)
+        shape = [1, 1, 1, 1]
+        shape[axis] = w.size
+        weight = ops.cast(ops.convert_to_tensor(w.reshape(shape)), x.dtype)
+        a = ops.take(x, ops.convert_to_tensor(lo), axis=axis)
+        b = ops.take(x, ops.convert_to_tensor(hi), axis=axis)
+        return a + (b - a) * weight
+
+    def call(self, inputs: Any) -> Any:
+        h, w = inputs.shape[1], inputs.shape[2]
+        if h is None or w is None:
+            raise ValueError(f"{self.name}: BilinearUpsample needs static spatial dimensions")
+        if self.factor == 1:
+            return inputs
+        x = self._resize_axis(inputs, 1, int(h))
+        return self._resize_axis(x, 2, int(w))
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
+        b, h, w, c = input_shape
+        return (
+            b,
+            None if h is None else h * self.factor,
+            None if w is None else w * self.factor,
+            c,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "factor": self.factor}
+
+
+def upsample(x: Any, factor: int, name: str) -> Any:
+    """Bilinear (align-corners) up-sampling by an integer ``factor``."""
+    return BilinearUpsample(factor, name=name)(x)
+
+
+@dataclass(frozen=True)
+class SCSE:
+    """Concurrent spatial and channel squeeze-and-excitation (Roy et al., 2018).
+
+    Channel branch: GAP -> dense ``C // reduction`` ReLU -> dense ``C`` sigmoid -> ``x * g``.
+    Spatial branch: 1x1 conv with sigmoid to ``spatial_filters`` maps (``None``: ``C`` maps,
+    which is what the original b.e.s. code does); with ``spatial_gate`` the maps multiply
+    ``x``, without it the bare map is used (what the original phalanx code does). The two
+    branches are added (with broadcasting for a one-channel map).
+    """
+
+    reduction: int = 2
+    spatial_filters: int | None = 1
+    spatial_bias: bool = True
+    spatial_gate: bool = True
+
+    def __call__(self, x: Any, name: str) -> Any:
+        channels = int(x.shape[-1])
+        g = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_cse_pool")(x)
+        g = layers.Dense(max(1, channels // self.reduction), "relu", name=f"{name}_cse_fc1")(g)
+        g = layers.Dense(channels, "sigmoid", name=f"{name}_cse_fc2")(g)
+        cse = layers.Multiply(name=f"{name}_cse_mul")([x, g])
+        n_maps = channels if self.spatial_filters is None else self.spatial_filters
+        sse = layers.Conv2D(
+            n_maps,
+            1,
+            activation="sigmoid",
+            use_bias=self.spatial_bias,
+            name=f"{name}_sse_conv",
+        )(x)
+        if self.spatial_gate:
+            sse = layers.Multiply(name=f"{name}_sse_mul")([x, sse])
+        return layers.Add(name=f"{name}_add")([cse, sse])
+
+
+def scse(x: Any, name: str, **options: Any) -> Any:
+    """Apply :class:`SCSE` with the given options (see there) to ``x``."""
+    return SCSE(**options)(x, name)
+
+
+def feature_pyramid_attention(
+    x: Any, filters: int, name: str, bn: dict[str, float] | None = None
+) -> Any:
+    """Feature Pyramid Attention centre block (Li et al., 2018; "FPAv2" in phalanx).
+
+    ``out = ELU(BN(conv1x1(x))) * up(b5 + up(b3)) + conv1x1(GAP(x))`` where ``b5``/``b3``
+    are the 5x5 and 3x3 pyramid branches at 1/2 and 1/4 of the input resolution.
+    Spatial size must be divisible by 4.
+    """
+    in_ch = int(x.shape[-1])
+    h, w = x.shape[1], x.shape[2]
+    if h is not None and w is not None and (h % 4 or w % 4):
+        raise ValueError(f"{name}: spatial size {h}x{w} is not divisible by 4")
+    glob = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_glob_pool")(x)
+    glob = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_glob_conv")(glob)
+
+    d2 = conv_bn_act(x, in_ch, 5, f"{name}_down2_1", strides=2, activation="elu", bn=bn)
+    d3 = conv_bn_act(d2, in_ch, 3, f"{name}_down3_1", strides=2, activation="elu", bn=bn)
+    d2 = conv_bn_act(d2, filters, 5, f"{name}_down2_2", activation="elu", bn=bn)
+    d3 = conv_bn_act(d3, filters, 3, f"{name}_down3_2", activation="elu", bn=bn)
+    d3 = upsample(d3, 2, f"{name}_down3_up")
+    d2 = layers.Add(name=f"{name}_pyramid_add")([d2, d3])
+    d2 = upsample(d2, 2, f"{name}_pyramid_up")
+
+    main = conv_bn_act(x, filters, 1, f"{name}_main", activation="elu", bn=bn)
+    main = layers.Multiply(name=f"{name}_attend")([main, d2])
+    return layers.Add(name=f"{name}_add_glob")([main, glob])
+
+
+def transpose_decoder_block(
+    x: Any,
+    skip: Any | None,
+    filters: int,
+    name: str,
+    attention: SCSE,
+    bn: dict[str, float] | None = None,
+) -> Any:
+    """b.e.s. decoder block: 4x4/2 transposed conv -> BN -> ReLU -> [concat skip] ->
+    3x3 conv -> BN -> ReLU -> scSE."""
+    bn = KERAS_BN if bn is None else bn
+    x = layers.Conv2DTranspose(
+        filters, 4, strides=2, padding="same", use_bias=False, name=f"{name}_upsample"
+    )(x)
+    x = batch_norm(x, f"{name}_bn1", bn)
+    x = layers.Activation("relu", name=f"{name}_relu1")(x)
+    if skip is not None:
+        x = layers.Concatenate(name=f"{name}_concat")([x, skip])
+    x = conv2d(x, filters, 3, f"{name}_conv2")
+    x = batch_norm(x, f"{name}_bn2", bn)
+    x = layers.Activation("relu", name=f"{name}_relu2")(x)
+    return attention(x, f"{name}_scse")
+
+
+def fuse_decoder_block(
+    up: Any,
+    skip: Any,
+    filters: int,
+    name: str,
+    attention: SCSE,
+    bn: dict[str, float] | None = None,
+) -> Any:
+    """phalanx decoder block: 2x2/2 transposed conv of ``up`` (``filters // 2``) and 1x1
+    conv of ``skip`` (``filters // 2``) -> concat -> BN -> ReLU -> scSE."""
+    half = filters // 2
+    u = layers.Conv2DTranspose(half, 2, strides=2, use_bias=True, name=f"{name}_tr_conv")(up)
+    s = layers.Conv2D(half, 1, use_bias=False, name=f"{name}_x_conv")(skip)
+    x = layers.Concatenate(name=f"{name}_concat")([u, s])
+    x = batch_norm(x, f"{name}_bn", bn)
+    x = layers.Activation("relu", name=f"{name}_relu")(x)
+    return attention(x, f"{name}_scse")
+
+
+def upsample_decoder_block(
+    x: Any,
+    mid_filters: int,
+    filters: int,
+    name: str,
+    attention: SCSE,
+    bn: dict[str, float] | None = None,
+) -> Any:
+    """phalanx last decoder block (no skip): bilinear x2 -> (3x3 conv, BN, ELU) x2 -> scSE."""
+    x = upsample(x, 2, f"{name}_up")
+    x = conv_bn_act(x, mid_filters, 3, f"{name}_conv1", activation="elu", bn=bn)
+    x = conv_bn_act(x, filters, 3, f"{name}_conv2", activation="elu", bn=bn)
+    return attention(x, f"{name}_scse")
+
+
+def hypercolumn(features: Sequence[Any], name: str) -> Any:
+    """Up-sample every feature map to the size of the first one and concatenate them."""
+    target = int(features[0].shape[1])
+    maps = [features[0]]
+    for i, f in enumerate(features[1:], start=1):
+        factor = target // int(f.shape[1])
+        maps.append(upsample(f, factor, f"{name}_up{i}"))
+    return layers.Concatenate(name=name)(maps)

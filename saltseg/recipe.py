@@ -1,0 +1,252 @@
+"""Stage recipes: the YAML files in ``bes/configs`` and ``phalanx/configs``.
+
+A recipe describes one training stage of a family (e.g. b.e.s. stage 1): the network, the
+folds, optional fold-independent ``pretrain`` phases (trained on pseudo-labels only) and the
+per-fold ``phases`` run one after another, each warm-started from the one before. Every
+recipe has the paper's settings at top level and ``profiles`` (``tiny``, ``cpu``) that
+override sizes and epochs only. Unknown keys and wrong types are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from saltseg.errors import ConfigError
+
+FAMILY_DIRS = {"bes": "bes", "phalanx": "phalanx"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OptimizerConfig(_Strict):
+    """Optimiser and its base learning rate."""
+
+    name: Literal["rmsprop", "sgd", "adam"]
+    lr: float = Field(gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    nesterov: bool = False
+
+
+class PlateauConfig(_Strict):
+    """Reduce the learning rate by ``factor`` after ``patience`` epochs without improvement."""
+
+    factor: float = Field(gt=0, lt=1)
+    patience: int = Field(ge=1)
+    min_lr: float = Field(1e-7, ge=0)
+
+
+class CosineConfig(_Strict):
+    """Cosine annealing cycles from ``lr_max`` to ``lr_min``; a snapshot at each cycle end."""
+
+    cycle_epochs: list[int] = Field(min_length=1)
+    lr_max: float = Field(gt=0)
+    lr_min: float = Field(0.0, ge=0)
+
+    @property
+    def epochs(self) -> int:
+        return sum(self.cycle_epochs)
+
+
+class PhaseConfig(_Strict):
+    """One ``fit``: loss, optimiser, schedule, data and how it is initialised."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    loss: Literal["bce", "bce_dice", "lovasz", "lovasz_elu", "deep_supervision"]
+    optimizer: OptimizerConfig
+    batch_size: int = Field(ge=1)
+    epochs: int | None = Field(None, ge=1, description="max epochs (plateau/constant phases)")
+    schedule: Literal["constant", "plateau", "cosine"]
+    plateau: PlateauConfig | None = None
+    cosine: CosineConfig | None = None
+    early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
+    init: Literal["scratch", "previous_best", "previous_last", "pretrain"] = "previous_best"
+    data: Literal["folds", "pseudo", "folds+pseudo"] = "folds"
+    augmentation: Literal["bes", "phalanx", "none"]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PhaseConfig:
+        if self.schedule == "cosine":
+            if self.cosine is None:
+                raise ValueError(f"phase {self.name!r}: schedule 'cosine' needs a 'cosine' block")
+            if self.epochs is not None and self.epochs != self.cosine.epochs:
+                raise ValueError(
+                    f"phase {self.name!r}: epochs {self.epochs} != sum of cycle_epochs "
+                    f"{self.cosine.epochs}"
+                )
+        else:
+            if self.epochs is None:
+                raise ValueError(f"phase {self.name!r}: 'epochs' is required")
+            if self.cosine is not None:
+                raise ValueError(f"phase {self.name!r}: 'cosine' given but schedule is not cosine")
+        if self.schedule == "plateau" and self.plateau is None:
+            raise ValueError(f"phase {self.name!r}: schedule 'plateau' needs a 'plateau' block")
+        return self
+
+    @property
+    def total_epochs(self) -> int:
+        return self.cosine.epochs if self.cosine is not None else int(self.epochs or 0)
+
+
+class ProfileConfig(_Strict):
+    """Size and length overrides for a profile (``tiny``: proves the code runs on a CPU)."""
+
+    model: str | None = None
+    folds: list[int] | None = None
+    batch_size: int | None = Field(None, ge=1)
+    max_epochs: int | None = Field(None, ge=1, description="cap on plateau/constant phases")
+    cycle_epochs: int | None = Field(None, ge=1, description="every cosine cycle's length")
+    max_cycles: int | None = Field(None, ge=1)
+    patience: int | None = Field(None, ge=1, description="plateau and early-stopping patience")
+    max_train_tiles: int | None = Field(None, ge=1)
+    max_pseudo_tiles: int | None = Field(None, ge=1)
+    max_val_tiles: int | None = Field(None, ge=1)
+
+
+class StageRecipe(_Strict):
+    """A training stage of one family."""
+
+    family: Literal["bes", "phalanx"]
+    stage: str = Field(pattern=r"^[a-z0-9_]+$")
+    description: str = ""
+    model: str
+    n_folds: int = Field(5, ge=2)
+    folds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
+    fold_method: Literal["depth", "coverage"] = "depth"
+    seed: int = 0
+    pseudo_labels: str | None = Field(
+        None, description="pseudo-label folder, relative to PREDICTIONS_DIR"
+    )
+    pretrain: list[PhaseConfig] = Field(default_factory=list)
+    phases: list[PhaseConfig] = Field(min_length=1)
+    max_train_tiles: int | None = None
+    max_pseudo_tiles: int | None = None
+    max_val_tiles: int | None = None
+    profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StageRecipe:
+        bad = [k for k in self.folds if not 0 <= k < self.n_folds]
+        if bad:
+            raise ValueError(f"folds {bad} outside 0..{self.n_folds - 1}")
+        names = [p.name for p in [*self.pretrain, *self.phases]]
+        if len(set(names)) != len(names):
+            raise ValueError(f"phase names must be unique, got {names}")
+        uses_pseudo = any(p.data != "folds" for p in [*self.pretrain, *self.phases])
+        if uses_pseudo and not self.pseudo_labels:
+            raise ValueError("a phase trains on pseudo-labels but 'pseudo_labels' is not set")
+        for p in self.pretrain:
+            if p.data != "pseudo":
+                raise ValueError(f"pretrain phase {p.name!r} must use data 'pseudo'")
+            if p.init == "pretrain":
+                raise ValueError(f"pretrain phase {p.name!r} cannot init from 'pretrain'")
+        if self.phases[0].init in ("previous_best", "previous_last") and not self.pretrain:
+            raise ValueError(f"first phase {self.phases[0].name!r} has no previous phase")
+        if any(p.init == "pretrain" for p in self.phases) and not self.pretrain:
+            raise ValueError("a phase inits from 'pretrain' but there are no pretrain phases")
+        return self
+
+    def with_profile(self, profile: str) -> StageRecipe:
+        """The recipe with a profile's overrides applied (``full``: unchanged)."""
+        if profile == "full":
+            return self
+        if profile not in self.profiles:
+            raise ConfigError(
+                f"recipe {self.family}/{self.stage} has no profile {profile!r} "
+                f"(has: full, {', '.join(self.profiles) or 'nothing else'})"
+            )
+        o = self.profiles[profile]
+
+        def phase(p: PhaseConfig) -> PhaseConfig:
+            upd: dict = {}
+            if o.batch_size:
+                upd["batch_size"] = o.batch_size
+            if o.max_epochs and p.epochs is not None and p.schedule != "cosine":
+                upd["epochs"] = min(p.epochs, o.max_epochs)
+            if p.cosine is not None and (o.cycle_epochs or o.max_cycles):
+                cycles = list(p.cosine.cycle_epochs)[: o.max_cycles or None]
+                if o.cycle_epochs:
+                    cycles = [min(c, o.cycle_epochs) for c in cycles]
+                upd["cosine"] = p.cosine.model_copy(update={"cycle_epochs": cycles})
+                upd["epochs"] = None
+            if o.patience and p.plateau is not None:
+                upd["plateau"] = p.plateau.model_copy(update={"patience": o.patience})
+            if o.patience and p.early_stopping is not None:
+                upd["early_stopping"] = o.patience
+            return PhaseConfig.model_validate({**p.model_dump(), **upd})
+
+        data = self.model_dump()
+        data.update(
+            pretrain=[phase(p).model_dump() for p in self.pretrain],
+            phases=[phase(p).model_dump() for p in self.phases],
+            profiles={},
+        )
+        for key in ("model", "folds", "max_train_tiles", "max_pseudo_tiles", "max_val_tiles"):
+            value = getattr(o, key)
+            if value is not None:
+                data[key] = value
+        return _validate(data, f"{self.family}/{self.stage} profile {profile!r}")
+
+
+def _validate(data: object, where: str) -> StageRecipe:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of recipe keys")
+    try:
+        return StageRecipe.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(x) for x in err["loc"]) or "<recipe>"
+            if err["type"] == "extra_forbidden":
+                lines.append(f"{where}: unknown key {key!r}")
+            else:
+                lines.append(f"{where}: key {key!r}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def recipe_path(family: str, stage: str) -> Path:
+    """``<family>/configs/<stage>.yaml`` inside the project."""
+    if family not in FAMILY_DIRS:
+        raise ConfigError(f"unknown family {family!r}; choose from {sorted(FAMILY_DIRS)}")
+    return ROOT / FAMILY_DIRS[family] / "configs" / f"{stage}.yaml"
+
+
+def list_stages(family: str) -> list[str]:
+    """Stage names with a recipe for ``family`` (sorted)."""
+    folder = recipe_path(family, "x").parent
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def load_recipe(source: str | os.PathLike[str], profile: str = "full") -> StageRecipe:
+    """Load and validate a recipe file, then apply ``profile``."""
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return _validate(data, str(path)).with_profile(profile)
+
+
+def load_stage(family: str, stage: str, profile: str = "full") -> StageRecipe:
+    """The recipe of ``family``'s ``stage`` with ``profile`` applied."""
+    path = recipe_path(family, stage)
+    if not path.is_file():
+        stages = ", ".join(list_stages(family)) or "none"
+        raise ConfigError(f"{family} has no stage {stage!r} ({path}); stages: {stages}")
+    recipe = load_recipe(path, profile)
+    if recipe.family != family or recipe.stage != stage:
+        raise ConfigError(
+            f"{path}: declares family/stage {recipe.family}/{recipe.stage}, "
+            f"expected {family}/{stage}"
+        )
+    return recipe

@@ -1,0 +1,461 @@
+"""Staged training: a recipe's phases per fold, resumable, with their outputs on disk.
+
+Layout of a stage's outputs (``WEIGHTS/<stage>/``)::
+
+    pretrain/<phase>/...            fold-independent phases (pseudo-labels only)
+    fold_<k>/config.yaml            the resolved recipe, settings and profile of the run
+    fold_<k>/<phase>/best.weights.h5        highest validation score of the phase
+    fold_<k>/<phase>/last.weights.h5        weights at the end of the phase
+    fold_<k>/<phase>/snapshot_<c>.weights.h5  end of each cosine cycle
+    fold_<k>/<phase>/log.jsonl      one line per epoch (loss, val_score, lr, seconds)
+    fold_<k>/<phase>/DONE.json      written last: the phase is complete
+    fold_<k>/<phase>/resume/        per-epoch checkpoint while the phase runs
+
+Running the same command again skips complete phases and folds and resumes a phase from
+its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+import yaml
+
+from saltseg.adapters import get_adapter
+from saltseg.atomic import atomic_write_text
+from saltseg.callbacks import (
+    BestCheckpoint,
+    CosineSchedule,
+    EpochLog,
+    ResumeState,
+    ValidationScore,
+    load_model_weights,
+    save_weights,
+)
+from saltseg.data import TGSDirectory, TrainSet, read_images
+from saltseg.errors import ConfigError, DataError
+from saltseg.folds import coverage_folds, depth_folds
+from saltseg.losses import get_loss
+from saltseg.pipeline import TileSet, TrainBatches
+from saltseg.recipe import PhaseConfig, StageRecipe
+from saltseg.rle import RLEError, decode
+from saltseg.settings import Settings
+from saltseg.zoo import ModelSpec, get_model_spec
+
+PSEUDO_CSV = "pseudo_labels.csv"
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class FoldData:
+    """What one fold trains and validates on."""
+
+    train: TileSet
+    val: TileSet
+    val_black: np.ndarray
+    pseudo: TileSet | None
+
+
+def fold_assignment(recipe: StageRecipe, data: TGSDirectory, train: TrainSet) -> np.ndarray:
+    """Fold of every labelled tile (sorted ids), by the recipe's method."""
+    if recipe.fold_method == "depth":
+        return depth_folds(train.ids, data.depths(), recipe.n_folds)
+    return coverage_folds(train.masks, recipe.n_folds, recipe.seed)
+
+
+def _limit(n: int, limit: int | None, seed: int, salt: int) -> np.ndarray:
+    idx = np.arange(n)
+    if limit is None or limit >= n:
+        return idx
+    return np.sort(np.random.default_rng([seed, salt]).choice(n, size=limit, replace=False))
+
+
+def load_pseudo_labels(
+    folder: Path, test_images_dir: Path, fold: int | None, limit: int | None, seed: int
+) -> TileSet:
+    """Pseudo-labelled test tiles from ``folder/pseudo_labels.csv`` (``id,rle_mask`` and
+    optionally ``fold``: rows of other folds are left out for fold ``fold``)."""
+    csv = folder / PSEUDO_CSV
+    if not csv.is_file():
+        raise DataError(
+            f"{csv}: pseudo-labels not found (run the previous round and 'saltseg pseudo' first)"
+        )
+    df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    for col in ("id", "rle_mask"):
+        if col not in df.columns:
+            raise DataError(f"{csv}: missing column {col!r}")
+    if "fold" in df.columns and fold is not None:
+        df = df[pd.to_numeric(df["fold"], errors="coerce") == fold]
+    df = df.sort_values("id", kind="stable").reset_index(drop=True)
+    df = df.iloc[_limit(len(df), limit, seed, 2)]
+    if df.empty:
+        raise DataError(f"{csv}: no pseudo-labelled tiles for this run")
+    masks = np.zeros((len(df), 101, 101), dtype=bool)
+    for i, (tid, r) in enumerate(zip(df["id"], df["rle_mask"], strict=True)):
+        try:
+            masks[i] = decode(r)
+        except RLEError as exc:
+            raise DataError(f"{csv}: id {tid!r}: bad rle_mask: {exc}") from None
+    ids = df["id"].tolist()
+    paths = [test_images_dir / f"{i}.png" for i in ids]
+    missing = [i for i, p in zip(ids, paths, strict=True) if not p.is_file()]
+    if missing:
+        raise DataError(f"{csv}: id {missing[0]!r} has no image in {test_images_dir}")
+    return TileSet(ids, read_images(paths), masks)
+
+
+def prepare_fold(
+    recipe: StageRecipe, settings: Settings, fold: int | None, need_pseudo: bool
+) -> FoldData:
+    """Train/validation tiles of ``fold`` (``None``: validate on every labelled tile)."""
+    data = TGSDirectory(settings.data_dir)
+    train = data.load_train(verify_rle=False)
+    folds = fold_assignment(recipe, data, train)
+    is_val = folds == fold if fold is not None else np.ones(len(train), dtype=bool)
+    usable = ~is_val & ~train.black  # black tiles never train
+    tr_idx = np.flatnonzero(usable)
+    tr_idx = tr_idx[_limit(len(tr_idx), recipe.max_train_tiles, recipe.seed, 0)]
+    va_idx = np.flatnonzero(is_val)
+    va_idx = va_idx[_limit(len(va_idx), recipe.max_val_tiles, recipe.seed, 1)]
+    all_tiles = TileSet(train.ids, train.images, train.masks)
+    pseudo = None
+    if need_pseudo:
+        assert recipe.pseudo_labels is not None
+        pseudo = load_pseudo_labels(
+            settings.predictions_dir / recipe.pseudo_labels,
+            data.test_images_dir,
+            fold,
+            recipe.max_pseudo_tiles,
+            recipe.seed,
+        )
+    return FoldData(
+        train=all_tiles.subset(tr_idx),
+        val=all_tiles.subset(va_idx),
+        val_black=train.black[va_idx],
+        pseudo=pseudo,
+    )
+
+
+# --------------------------------------------------------------------------- model
+
+
+def build_model(spec: ModelSpec) -> keras.Model:
+    """The recipe's network with a logits head (losses apply the sigmoid themselves)."""
+    overrides = {"head": "logits"} if spec.family == "bes" else {}
+    return spec.build(**overrides)
+
+
+def make_optimizer(phase: PhaseConfig) -> keras.optimizers.Optimizer:
+    """The phase's optimizer. Weight decay is Keras' decoupled form (the original phalanx
+    used PyTorch SGD's L2 form; the two differ slightly under momentum)."""
+    o = phase.optimizer
+    wd = o.weight_decay or None
+    if o.name == "sgd":
+        return keras.optimizers.SGD(o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=wd)
+    if o.name == "rmsprop":
+        return keras.optimizers.RMSprop(o.lr, momentum=o.momentum, weight_decay=wd)
+    return keras.optimizers.Adam(o.lr, weight_decay=wd)
+
+
+def compile_model(model: keras.Model, phase: PhaseConfig) -> None:
+    """Compile with the phase's optimizer and loss (a dict of losses for deep supervision)."""
+    outputs = list(model.output_names)
+    if phase.loss == "deep_supervision" and set(outputs) != {"fused", "pixel", "empty"}:
+        raise ConfigError(
+            f"phase {phase.name!r}: loss 'deep_supervision' needs a network with outputs "
+            f"fused, pixel, empty; this one has {outputs}"
+        )
+    if phase.loss != "deep_supervision" and len(outputs) != 1:
+        raise ConfigError(
+            f"phase {phase.name!r}: loss {phase.loss!r} needs a single-output network; "
+            f"this one has {outputs}"
+        )
+    model.compile(optimizer=make_optimizer(phase), loss=get_loss(phase.loss), jit_compile=False)
+
+
+# --------------------------------------------------------------------------- phases
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    folder: Path
+    best_score: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+    skipped: bool
+
+
+def _done(folder: Path) -> dict[str, Any] | None:
+    p = folder / "DONE.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def run_phase(
+    phase: PhaseConfig,
+    spec: ModelSpec,
+    recipe: StageRecipe,
+    fold_data: FoldData,
+    folder: Path,
+    init_weights: Path | None,
+    seed: int,
+    label: str,
+    verbose: int = 2,
+) -> PhaseResult:
+    """Train one phase into ``folder``; skip it when complete, resume it when started."""
+    done = _done(folder)
+    if done is not None:
+        print(f"{label}: complete, skipped (best val_score {done['best_score']:.4f})")
+        return _skipped(phase, folder, done)
+    folder.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    keras.backend.clear_session()
+    model = build_model(spec)
+    compile_model(model, phase)
+    adapter = get_adapter(spec.adapter)
+    outputs = list(model.output_names)
+
+    train_parts = []
+    if phase.data in ("folds", "folds+pseudo"):
+        train_parts.append(fold_data.train)
+    if phase.data in ("pseudo", "folds+pseudo"):
+        if fold_data.pseudo is None:
+            raise ConfigError(f"phase {phase.name!r} needs pseudo-labels")
+        train_parts.append(fold_data.pseudo)
+    tiles = TileSet.concat(train_parts)
+
+    epochs = phase.total_epochs
+    log_cb = EpochLog(folder / "log.jsonl", prefix=f"{label} ")
+    best_cb = BestCheckpoint(folder / "best.weights.h5")
+    stateful: dict[str, keras.callbacks.Callback] = {"best": best_cb}
+    callbacks: list[keras.callbacks.Callback] = [
+        ValidationScore(
+            fold_data.val,
+            adapter,
+            spec.main_output if len(outputs) > 1 else None,
+            logits=True,
+            batch_size=max(phase.batch_size, 16),
+            black=fold_data.val_black,
+        )
+    ]
+    if phase.schedule == "cosine":
+        assert phase.cosine is not None
+        callbacks.append(
+            CosineSchedule(
+                phase.cosine.cycle_epochs, phase.cosine.lr_max, phase.cosine.lr_min, folder
+            )
+        )
+    if phase.schedule == "plateau":
+        assert phase.plateau is not None
+        plateau = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_score",
+            mode="max",
+            factor=phase.plateau.factor,
+            patience=phase.plateau.patience,
+            min_lr=phase.plateau.min_lr,
+            verbose=0,
+        )
+        callbacks.append(plateau)
+        stateful["plateau"] = plateau
+    if phase.early_stopping:
+        early = keras.callbacks.EarlyStopping(
+            monitor="val_score", mode="max", patience=phase.early_stopping, verbose=0
+        )
+        callbacks.append(early)
+        stateful["early"] = early
+    callbacks += [best_cb, log_cb]
+    resume = ResumeState(folder / "resume", stateful)
+    callbacks.append(resume)
+
+    start_epoch = 0
+    state = resume.load()
+    if state is not None:
+        resume.restore_model(model, state)
+        resume.restored = state
+        start_epoch = int(state["epoch"])
+        log_cb.records = _read_log(folder / "log.jsonl", start_epoch)
+        print(f"{label}: resuming after epoch {start_epoch}/{epochs}")
+        if state.get("stop_training"):
+            start_epoch = epochs  # early stopping had ended the phase
+    elif init_weights is not None:
+        load_model_weights(model, init_weights)
+
+    t0 = time.perf_counter()
+    if start_epoch < epochs:
+        batches = TrainBatches(
+            tiles,
+            adapter,
+            phase.batch_size,
+            phase.augmentation,
+            epochs=epochs,
+            start_epoch=start_epoch,
+            seed=seed,
+            outputs=outputs,
+        )
+        print(
+            f"{label}: {len(tiles)} train tiles ({batches.steps_per_epoch} steps of "
+            f"{batches.batch_size}), {len(fold_data.val)} validation tiles, epochs "
+            f"{start_epoch + 1}..{epochs}",
+            flush=True,
+        )
+        model.fit(
+            batches,
+            epochs=epochs,
+            initial_epoch=start_epoch,
+            steps_per_epoch=batches.steps_per_epoch,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=verbose,
+        )
+    seconds = time.perf_counter() - t0
+    save_weights(model, folder / "last.weights.h5")
+    if not (folder / "best.weights.h5").is_file():
+        save_weights(model, folder / "best.weights.h5")
+    records = _read_log(folder / "log.jsonl", None)
+    summary = {
+        "phase": phase.name,
+        "best_score": best_cb.best if best_cb.best_epoch >= 0 else float("nan"),
+        "best_epoch": best_cb.best_epoch + 1,
+        "epochs": len(records),
+        "seconds_this_run": round(seconds, 1),
+    }
+    atomic_write_text(folder / "DONE.json", json.dumps(summary, indent=1))
+    shutil.rmtree(folder / "resume", ignore_errors=True)
+    best, at = summary["best_score"], summary["best_epoch"]
+    print(f"{label}: done, best val_score {best:.4f} at epoch {at}")
+    return PhaseResult(
+        phase.name,
+        folder,
+        float(summary["best_score"]),
+        int(summary["best_epoch"]),
+        int(summary["epochs"]),
+        seconds,
+        False,
+    )
+
+
+def _skipped(phase: PhaseConfig, folder: Path, done: dict[str, Any]) -> PhaseResult:
+    return PhaseResult(
+        phase.name, folder, done["best_score"], done["best_epoch"], done["epochs"], 0.0, True
+    )
+
+
+def _read_log(path: Path, upto: int | None) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if upto is None or r["epoch"] <= upto]
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def weights_root(settings: Settings, family: str) -> Path:
+    return settings.bes_weights_dir if family == "bes" else settings.phalanx_weights_dir
+
+
+def stage_dir(settings: Settings, recipe: StageRecipe) -> Path:
+    return weights_root(settings, recipe.family) / recipe.stage
+
+
+def _init_for(phase: PhaseConfig, previous: Path | None, pretrain_last: Path | None) -> Path | None:
+    if phase.init == "scratch":
+        return None
+    if phase.init == "pretrain":
+        return pretrain_last
+    if previous is None:
+        raise ConfigError(f"phase {phase.name!r} has no previous phase to start from")
+    return previous / ("best.weights.h5" if phase.init == "previous_best" else "last.weights.h5")
+
+
+def _write_config(folder: Path, recipe: StageRecipe, settings: Settings, profile: str) -> None:
+    resolved = {
+        "profile": profile,
+        "settings": settings.resolved(),
+        "recipe": recipe.model_dump(),
+        "python": sys.version.split()[0],
+        "keras": keras.__version__,
+    }
+    atomic_write_text(folder / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+
+
+def train_stage(
+    recipe: StageRecipe,
+    settings: Settings,
+    folds: list[int] | None = None,
+    profile: str = "full",
+    verbose: int = 2,
+) -> dict[str, list[PhaseResult]]:
+    """Run the recipe: its pretrain phases once, then its phases for each fold."""
+    spec = get_model_spec(recipe.model)
+    out = stage_dir(settings, recipe)
+    results: dict[str, list[PhaseResult]] = {}
+    folds = recipe.folds if folds is None else folds
+    bad = [k for k in folds if not 0 <= k < recipe.n_folds]
+    if bad:
+        raise ConfigError(f"fold(s) {bad} outside 0..{recipe.n_folds - 1}")
+
+    pretrain_last: Path | None = None
+    if recipe.pretrain:
+        folder = out / "pretrain"
+        _write_config(folder, recipe, settings, profile)
+        fold_data = prepare_fold(recipe, settings, None, need_pseudo=True)
+        previous = None
+        results["pretrain"] = []
+        for i, phase in enumerate(recipe.pretrain):
+            res = run_phase(
+                phase,
+                spec,
+                recipe,
+                fold_data,
+                folder / phase.name,
+                _init_for(phase, previous, None),
+                seed=recipe.seed * 1000 + 900 + i,
+                label=f"[{recipe.family}/{recipe.stage} pretrain {phase.name}]",
+                verbose=verbose,
+            )
+            results["pretrain"].append(res)
+            previous = res.folder
+        pretrain_last = previous / "last.weights.h5" if previous else None
+
+    needs_pseudo = any(p.data != "folds" for p in recipe.phases)
+    for k in folds:
+        folder = out / f"fold_{k}"
+        dones = [_done(folder / p.name) for p in recipe.phases]
+        if all(d is not None for d in dones):
+            print(f"[{recipe.family}/{recipe.stage} fold {k}]: complete, skipped")
+            results[f"fold_{k}"] = [
+                _skipped(p, folder / p.name, d) for p, d in zip(recipe.phases, dones, strict=True)
+            ]
+            continue
+        _write_config(folder, recipe, settings, profile)
+        fold_data = prepare_fold(recipe, settings, k, need_pseudo=needs_pseudo)
+        previous = None
+        results[f"fold_{k}"] = []
+        for i, phase in enumerate(recipe.phases):
+            res = run_phase(
+                phase,
+                spec,
+                recipe,
+                fold_data,
+                folder / phase.name,
+                _init_for(phase, previous, pretrain_last),
+                seed=recipe.seed * 1000 + k * 10 + i,
+                label=f"[{recipe.family}/{recipe.stage} fold {k} {phase.name}]",
+                verbose=verbose,
+            )
+            results[f"fold_{k}"].append(res)
+            previous = res.folder
+    return results
