@@ -31,8 +31,9 @@ BES_SCSE = SCSE(reduction=2, spatial_filters=None, spatial_bias=True, spatial_ga
 
 
 def decoder_filters_for(width: int) -> tuple[int, ...]:
-    """Decoder filters scaled with the encoder width (128..8 at ``width=64``; >= 2)."""
-    return tuple(max(2, f * width // 64) for f in FULL_DECODER_FILTERS)
+    """Decoder filters scaled with the encoder width (128..8 at ``width=64``), at least 8 so
+    that a narrow (tiny) network keeps a usable full-resolution decoder."""
+    return tuple(max(8, f * width // 64) for f in FULL_DECODER_FILTERS)
 
 
 def build_bes(

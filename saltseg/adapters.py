@@ -22,7 +22,7 @@ import numpy as np
 
 from saltseg import TILE
 
-_CV_MAX_CHANNELS = 512
+_CV_MAX_CHANNELS = 128  # OpenCV 5 resizes at most 128 channels at once (4.x: 512)
 
 
 def _resize_stack(stack: np.ndarray, size: int) -> np.ndarray:

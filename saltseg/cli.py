@@ -154,11 +154,17 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a stage of a family (resumes and skips finished work)."""
-    from saltseg.recipe import load_stage
+    from saltseg.errors import ConfigError
+    from saltseg.recipe import load_recipe, load_stage
 
     settings = _settings(args)
     profile = args.profile or settings.PROFILE
-    recipe = load_stage(args.family, args.stage, profile)
+    if args.recipe:
+        recipe = load_recipe(args.recipe, profile)
+    elif args.family and args.stage:
+        recipe = load_stage(args.family, args.stage, profile)
+    else:
+        raise ConfigError("give --family and --stage (or --recipe FILE)")
     folds = None if args.all_folds or args.fold is None else [args.fold]
     from saltseg.training import stage_dir, train_stage
 
@@ -224,8 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("train", help="train a stage of a family (resumable)")
-    p.add_argument("--family", required=True, choices=["bes", "phalanx"])
-    p.add_argument("--stage", required=True, help="recipe name, e.g. stage1")
+    p.add_argument("--family", choices=["bes", "phalanx"])
+    p.add_argument("--stage", help="recipe name, e.g. stage1 (bes/configs/stage1.yaml)")
+    p.add_argument("--recipe", help="a recipe YAML file instead of --family/--stage")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--fold", type=int, help="train only this fold")
     which.add_argument("--all-folds", action="store_true", help="every fold of the recipe")

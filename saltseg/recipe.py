@@ -109,6 +109,9 @@ class ProfileConfig(_Strict):
     max_train_tiles: int | None = Field(None, ge=1)
     max_pseudo_tiles: int | None = Field(None, ge=1)
     max_val_tiles: int | None = Field(None, ge=1)
+    bn_momentum: float | None = Field(
+        None, gt=0, lt=1, description="BatchNorm moving-average momentum for short runs"
+    )
 
 
 class StageRecipe(_Strict):
@@ -130,6 +133,9 @@ class StageRecipe(_Strict):
     max_train_tiles: int | None = None
     max_pseudo_tiles: int | None = None
     max_val_tiles: int | None = None
+    bn_momentum: float | None = Field(
+        None, gt=0, lt=1, description="override every BatchNorm's momentum (None: network's)"
+    )
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -189,7 +195,8 @@ class StageRecipe(_Strict):
             phases=[phase(p).model_dump() for p in self.phases],
             profiles={},
         )
-        for key in ("model", "folds", "max_train_tiles", "max_pseudo_tiles", "max_val_tiles"):
+        keys = ("model", "folds", "max_train_tiles", "max_pseudo_tiles", "max_val_tiles")
+        for key in (*keys, "bn_momentum"):
             value = getattr(o, key)
             if value is not None:
                 data[key] = value

@@ -150,10 +150,38 @@ def prepare_fold(
 # --------------------------------------------------------------------------- model
 
 
-def build_model(spec: ModelSpec) -> keras.Model:
-    """The recipe's network with a logits head (losses apply the sigmoid themselves)."""
+def build_model(spec: ModelSpec, bn_momentum: float | None = None) -> keras.Model:
+    """The recipe's network with a logits head (losses apply the sigmoid themselves).
+
+    ``bn_momentum`` replaces every BatchNorm's moving-average momentum: b.e.s. keeps Keras
+    2's 0.99, whose statistics need many hundred steps to settle, too many for a short run.
+    """
     overrides = {"head": "logits"} if spec.family == "bes" else {}
-    return spec.build(**overrides)
+    model = spec.build(**overrides)
+    if bn_momentum is not None:
+        for layer in model._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = bn_momentum
+    return model
+
+
+def calibrate_input_batchnorm(model: keras.Model, inputs: np.ndarray) -> bool:
+    """Start the moving statistics of an input BatchNorm (``bn_data``) at the data's.
+
+    The b.e.s. network normalises raw 0-255 pixels with a BatchNorm layer whose moving
+    mean/variance start at 0/1 and move by 1% a step: for hundreds of steps, inference
+    sees badly scaled inputs. Initialising them from a sample of training inputs changes
+    nothing once training is long, and makes short (CPU, tiny) runs evaluate sensibly.
+    Returns whether the model had such a layer.
+    """
+    try:
+        layer = model.get_layer("bn_data")
+    except ValueError:
+        return False
+    axes = tuple(range(inputs.ndim - 1))
+    layer.moving_mean.assign(inputs.mean(axis=axes).astype("float32"))
+    layer.moving_variance.assign(inputs.var(axis=axes).astype("float32"))
+    return True
 
 
 def make_optimizer(phase: PhaseConfig) -> keras.optimizers.Optimizer:
@@ -222,7 +250,7 @@ def run_phase(
     folder.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
     keras.backend.clear_session()
-    model = build_model(spec)
+    model = build_model(spec, recipe.bn_momentum)
     compile_model(model, phase)
     adapter = get_adapter(spec.adapter)
     outputs = list(model.output_names)
@@ -291,6 +319,9 @@ def run_phase(
             start_epoch = epochs  # early stopping had ended the phase
     elif init_weights is not None:
         load_model_weights(model, init_weights)
+    else:
+        sample = tiles.images[np.random.default_rng(seed).permutation(len(tiles))[:256]]
+        calibrate_input_batchnorm(model, adapter.forward_images(sample))
 
     t0 = time.perf_counter()
     if start_epoch < epochs:

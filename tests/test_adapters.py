@@ -140,3 +140,21 @@ def test_bad_shapes_are_rejected() -> None:
         adapter.inverse(np.zeros((2, 256, 256), np.float32))
     with pytest.raises(ValueError, match="unknown adapter"):
         get_adapter("nope")
+
+
+def test_large_stacks_round_trip() -> None:
+    """More tiles than OpenCV resizes in one call (128 channels in OpenCV 5)."""
+    import numpy as np
+
+    from saltseg.adapters import get_adapter
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((300, 101, 101), bool)
+    masks[:, 20:80, 30:70] = True
+    masks[::3] = False
+    images = rng.integers(0, 256, (300, 101, 101), dtype=np.uint8)
+    for name in ("bes-224", "phalanx-256", "phalanx-128"):
+        ad = get_adapter(name)
+        assert ad.forward_images(images).shape == (300, ad.size, ad.size, 3)
+        back = ad.inverse(ad.forward_masks(masks)[..., 0]) > 0.5
+        np.testing.assert_array_equal(back, masks)
