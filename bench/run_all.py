@@ -43,6 +43,7 @@ def machine() -> str:
 def main() -> int:
     env = dict(os.environ)
     default_data = ROOT.parent / "shared" / "data" / "tgs-salt"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "TGS_DATA" not in env and default_data.is_dir():
         env["TGS_DATA"] = str(default_data)
     scripts = sorted(p for p in BENCH.glob("*.py") if p.name != Path(__file__).name)

@@ -422,6 +422,47 @@ def _write_config(folder: Path, recipe: StageRecipe, settings: Settings, profile
     atomic_write_text(folder / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
 
 
+def _run_chain(
+    phases: list[PhaseConfig],
+    spec: ModelSpec,
+    recipe: StageRecipe,
+    settings: Settings,
+    profile: str,
+    folder: Path,
+    fold: int | None,
+    pretrain_last: Path | None,
+    seed: int,
+    label: str,
+    verbose: int,
+) -> list[PhaseResult]:
+    """Phases one after another in ``folder`` (fold ``None``: the pretrain chain)."""
+    tag = f"[{recipe.family}/{recipe.stage} {label}"
+    dones = [_done(folder / p.name) for p in phases]
+    if all(d is not None for d in dones):
+        print(f"{tag}]: complete, skipped")
+        return [_skipped(p, folder / p.name, d) for p, d in zip(phases, dones, strict=True)]
+    _write_config(folder, recipe, settings, profile)
+    needs_pseudo = any(p.data != "folds" for p in phases)
+    fold_data = prepare_fold(recipe, settings, fold, need_pseudo=needs_pseudo)
+    previous: Path | None = None
+    chain = []
+    for i, phase in enumerate(phases):
+        res = run_phase(
+            phase,
+            spec,
+            recipe,
+            fold_data,
+            folder / phase.name,
+            _init_for(phase, previous, pretrain_last),
+            seed=seed + i,
+            label=f"{tag} {phase.name}]",
+            verbose=verbose,
+        )
+        chain.append(res)
+        previous = res.folder
+    return chain
+
+
 def train_stage(
     recipe: StageRecipe,
     settings: Settings,
@@ -440,53 +481,33 @@ def train_stage(
 
     pretrain_last: Path | None = None
     if recipe.pretrain:
-        folder = out / "pretrain"
-        _write_config(folder, recipe, settings, profile)
-        fold_data = prepare_fold(recipe, settings, None, need_pseudo=True)
-        previous = None
-        results["pretrain"] = []
-        for i, phase in enumerate(recipe.pretrain):
-            res = run_phase(
-                phase,
-                spec,
-                recipe,
-                fold_data,
-                folder / phase.name,
-                _init_for(phase, previous, None),
-                seed=recipe.seed * 1000 + 900 + i,
-                label=f"[{recipe.family}/{recipe.stage} pretrain {phase.name}]",
-                verbose=verbose,
-            )
-            results["pretrain"].append(res)
-            previous = res.folder
-        pretrain_last = previous / "last.weights.h5" if previous else None
-
-    needs_pseudo = any(p.data != "folds" for p in recipe.phases)
+        chain = _run_chain(
+            recipe.pretrain,
+            spec,
+            recipe,
+            settings,
+            profile,
+            out / "pretrain",
+            None,
+            None,
+            seed=recipe.seed * 1000 + 900,
+            label="pretrain",
+            verbose=verbose,
+        )
+        results["pretrain"] = chain
+        pretrain_last = chain[-1].folder / "last.weights.h5"
     for k in folds:
-        folder = out / f"fold_{k}"
-        dones = [_done(folder / p.name) for p in recipe.phases]
-        if all(d is not None for d in dones):
-            print(f"[{recipe.family}/{recipe.stage} fold {k}]: complete, skipped")
-            results[f"fold_{k}"] = [
-                _skipped(p, folder / p.name, d) for p, d in zip(recipe.phases, dones, strict=True)
-            ]
-            continue
-        _write_config(folder, recipe, settings, profile)
-        fold_data = prepare_fold(recipe, settings, k, need_pseudo=needs_pseudo)
-        previous = None
-        results[f"fold_{k}"] = []
-        for i, phase in enumerate(recipe.phases):
-            res = run_phase(
-                phase,
-                spec,
-                recipe,
-                fold_data,
-                folder / phase.name,
-                _init_for(phase, previous, pretrain_last),
-                seed=recipe.seed * 1000 + k * 10 + i,
-                label=f"[{recipe.family}/{recipe.stage} fold {k} {phase.name}]",
-                verbose=verbose,
-            )
-            results[f"fold_{k}"].append(res)
-            previous = res.folder
+        results[f"fold_{k}"] = _run_chain(
+            recipe.phases,
+            spec,
+            recipe,
+            settings,
+            profile,
+            out / f"fold_{k}",
+            k,
+            pretrain_last,
+            seed=recipe.seed * 1000 + k * 10,
+            label=f"fold {k}",
+            verbose=verbose,
+        )
     return results

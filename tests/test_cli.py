@@ -60,5 +60,11 @@ def test_demo_script(tmp_path: Path) -> None:
         pd.read_csv(tmp_path / "train.csv", keep_default_na=False)["rle_mask"] == ""
     ).mean()
     assert float(score_line.split()[1]) == pytest.approx(empty_share, abs=1e-6)
-    for name in ("preview.png", "folds.csv", "prediction_all_empty.csv"):
+    for name in (
+        "preview.png",
+        "folds.csv",
+        "prediction_all_empty.csv",
+        "weights/bes/stage1/fold_0/snapshots/DONE.json",
+        "weights/phalanx/stage1/fold_0/cycles/DONE.json",
+    ):
         assert (tmp_path / name).is_file()
