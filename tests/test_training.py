@@ -23,22 +23,23 @@ from saltseg.training import train_stage
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    """A synthetic TGS folder and a SETTINGS.json pointing at it."""
-    root = tmp_path_factory.mktemp("train")
-    synthetic.generate_dataset(root / "data", n_train=200, n_test=40, seed=5)
+def _workspace(factory, name: str, n_train: int, n_test: int, seed: int) -> Path:
+    """A synthetic TGS folder and a SETTINGS.json (tiny profile) pointing at it."""
+    root = factory.mktemp(name)
+    synthetic.generate_dataset(root / "data", n_train=n_train, n_test=n_test, seed=seed)
     (root / "SETTINGS.json").write_text(json.dumps({"DATA_DIR": "data", "PROFILE": "tiny"}))
     return root
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    return _workspace(tmp_path_factory, "train", n_train=200, n_test=40, seed=5)
 
 
 @pytest.fixture(scope="module")
 def learn_workspace(tmp_path_factory) -> Path:
-    """A larger synthetic set, enough for a tiny network to learn something in minutes."""
-    root = tmp_path_factory.mktemp("learn")
-    synthetic.generate_dataset(root / "data", n_train=380, n_test=8, seed=11)
-    (root / "SETTINGS.json").write_text(json.dumps({"DATA_DIR": "data", "PROFILE": "tiny"}))
-    return root
+    """A larger set, enough for a tiny network to learn something in minutes."""
+    return _workspace(tmp_path_factory, "learn", n_train=380, n_test=8, seed=11)
 
 
 def _log(folder: Path) -> list[dict]:
