@@ -13,6 +13,7 @@ import json
 import math
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,11 @@ def _forward(model: keras.Model, x: np.ndarray, output: str | None, logits: bool
 
 
 class ValidationScore(keras.callbacks.Callback):
-    """Adds ``val_score`` (competition metric at 101x101, threshold 0.5) to the epoch logs."""
+    """Adds ``val_score`` (competition metric at 101x101, threshold 0.5) to the epoch logs.
+
+    ``when(epoch)`` (0-based) says whether to validate after that epoch (default: always);
+    ``seconds`` is the duration of the last validation pass.
+    """
 
     def __init__(
         self,
@@ -84,6 +89,7 @@ class ValidationScore(keras.callbacks.Callback):
         logits: bool,
         batch_size: int,
         black: np.ndarray | None = None,
+        when: Callable[[int], bool] | None = None,
     ) -> None:
         super().__init__()
         self.val = val
@@ -92,16 +98,53 @@ class ValidationScore(keras.callbacks.Callback):
         self.logits = logits
         self.batch_size = batch_size
         self.black = black if black is not None else np.zeros(len(val), dtype=bool)
+        self.when = when
+        self.seconds: float | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if logs is None:
+        if logs is None or (self.when is not None and not self.when(epoch)):
             return
+        t0 = time.perf_counter()
         prob = predict_probabilities(
             self.model, self.val.images, self.adapter, self.output, self.logits, self.batch_size
         )
         pred = prob > 0.5
         pred[self.black] = False
         logs["val_score"] = metric.score(self.val.masks, pred)
+        self.seconds = time.perf_counter() - t0
+        logs["val_seconds"] = self.seconds
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Steady-state seconds per training step: the median step of each epoch, which leaves
+    out the first step's tracing and the epoch-end work."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step_seconds: list[float] = []
+        self._last = 0.0
+        self._epoch: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = []
+        self._last = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        now = time.perf_counter()
+        self._epoch.append(now - self._last)
+        self._last = now
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._epoch:
+            steady = self._epoch[1:] if len(self._epoch) > 1 else self._epoch
+            self.step_seconds.append(float(np.median(steady)))
+            if logs is not None:
+                logs["step_seconds"] = self.step_seconds[-1]
+
+    @property
+    def median(self) -> float | None:
+        """Median steady-state step time over the epochs seen (``None``: none yet)."""
+        return float(np.median(self.step_seconds)) if self.step_seconds else None
 
 
 class CosineSchedule(keras.callbacks.Callback):
@@ -113,14 +156,30 @@ class CosineSchedule(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, cycle_epochs: list[int], lr_max: float, lr_min: float, out_dir: Path
+        self,
+        cycle_epochs: list[int],
+        lr_max: float,
+        lr_min: float,
+        out_dir: Path,
+        steps_per_epoch: int | None = None,
     ) -> None:
         super().__init__()
-        self.cycle_epochs = list(cycle_epochs)
         self.lr_max = lr_max
         self.lr_min = lr_min
         self.out_dir = out_dir
+        self.steps_per_epoch = steps_per_epoch  # set: anneal per step down to lr_min
+        self.set_cycles(cycle_epochs)
+        self._epoch = 0
+
+    def set_cycles(self, cycle_epochs: list[int]) -> None:
+        """Replace the cycle lengths (a wall-clock budget re-plans them after epoch 1)."""
+        self.cycle_epochs = list(cycle_epochs)
         self.bounds = np.cumsum([0, *self.cycle_epochs])
+
+    def cycle_end(self, epoch: int) -> bool:
+        """Whether ``epoch`` (0-based) is the last epoch of a cycle."""
+        _, t, length = self.position(epoch)
+        return t == length - 1
 
     def position(self, epoch: int) -> tuple[int, int, int]:
         """(cycle, epoch within cycle, cycle length)."""
@@ -128,15 +187,27 @@ class CosineSchedule(keras.callbacks.Callback):
         c = min(c, len(self.cycle_epochs) - 1)
         return c, epoch - int(self.bounds[c]), self.cycle_epochs[c]
 
-    def lr_at(self, epoch: int) -> float:
+    def lr_at(self, epoch: int, step: int = 0) -> float:
+        """The rate of ``epoch`` (per epoch), or of its ``step`` (per step: the cycle's
+        last step trains at ``lr_min``)."""
         _, t, length = self.position(epoch)
-        return self.lr_min + (self.lr_max - self.lr_min) * (1 + math.cos(math.pi * t / length)) / 2
+        if self.steps_per_epoch:
+            n = self.steps_per_epoch
+            frac = (t * n + step) / max(1, length * n - 1)
+        else:
+            frac = t / length
+        return self.lr_min + (self.lr_max - self.lr_min) * (1 + math.cos(math.pi * frac)) / 2
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         c, t, _ = self.position(epoch)
         if t == 0 and c > 0:
             reset_optimizer_slots(self.model.optimizer)
+        self._epoch = epoch
         self.model.optimizer.learning_rate = self.lr_at(epoch)
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.steps_per_epoch and batch > 0:
+            self.model.optimizer.learning_rate = self.lr_at(self._epoch, batch)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         c, t, length = self.position(epoch)
@@ -215,10 +286,16 @@ class ResumeState(keras.callbacks.Callback):
 
     STATEFUL = ("wait", "best", "cooldown_counter", "stopped_epoch", "best_epoch")
 
-    def __init__(self, folder: Path, stateful: dict[str, keras.callbacks.Callback]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        stateful: dict[str, keras.callbacks.Callback],
+        extra: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__()
         self.folder = folder
         self.stateful = stateful
+        self.extra = extra
         self.restored: dict[str, Any] | None = None
 
     @property
@@ -270,6 +347,7 @@ class ResumeState(keras.callbacks.Callback):
             "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
             "stop_training": bool(self.model.stop_training),
             "callbacks": callbacks,
+            **(self.extra() if self.extra is not None else {}),
         }
         atomic_write_text(self.state_path, json.dumps(state, indent=1))
         for old in self.folder.glob("epoch_*.keras"):

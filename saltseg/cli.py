@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -173,7 +174,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"-> {stage_dir(settings, recipe)}",
         flush=True,
     )
-    results = train_stage(recipe, settings, folds=folds, profile=profile, verbose=args.verbose)
+    results = train_stage(
+        recipe,
+        settings,
+        folds=folds,
+        profile=profile,
+        verbose=args.verbose,
+        budget_minutes=args.budget_minutes,
+    )
     for key, phases in results.items():
         last = phases[-1]
         print(f"{key}: best val_score {last.best_score:.4f} ({last.name}, {last.epochs} epochs)")
@@ -238,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all-folds", action="store_true", help="every fold of the recipe")
     p.add_argument("--profile", choices=["full", "cpu", "tiny"], help="default: PROFILE setting")
     p.add_argument(
+        "--budget-minutes",
+        type=float,
+        metavar="M",
+        help="wall-clock budget per fold: epochs and cosine cycles are rescaled to end within "
+        "it (default: the profile's, e.g. 30 for cpu; 0: none)",
+    )
+    p.add_argument(
         "--verbose", type=int, default=2, choices=[0, 1, 2], help="Keras progress (1: bar)"
     )
     p.set_defaults(func=cmd_train)
@@ -248,12 +263,47 @@ def build_parser() -> argparse.ArgumentParser:
     from saltseg import zoo
 
     zoo.add_models_parser(sub)
+    from saltseg import mosaic
+
+    mosaic.add_mosaic_parser(sub)
+
+    from saltseg import eda, report, review
+
+    eda.add_eda_parser(sub)
+    report.add_report_parser(sub)
+    review.add_review_parser(sub)
+
+    from saltseg import pipeline_cli
+
+    pipeline_cli.add_pipeline_parsers(sub)
 
     return parser
 
 
+def _import_keras_quietly() -> None:
+    """Import TensorFlow with its native start-up chatter (absl/oneDNN notices, which
+    ``TF_CPP_MIN_LOG_LEVEL`` no longer silences) sent to /dev/null; errors still raise."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "keras" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] < "2":
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+KERAS_COMMANDS = {"train", "predict", "models"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in KERAS_COMMANDS:
+        _import_keras_quietly()
     handler: Handler = args.func
     try:
         return handler(args)

@@ -50,6 +50,11 @@ class CosineConfig(_Strict):
     cycle_epochs: list[int] = Field(min_length=1)
     lr_max: float = Field(gt=0)
     lr_min: float = Field(0.0, ge=0)
+    per_step: bool = Field(
+        False,
+        description="anneal at every step, reaching lr_min at the cycle's end (default: once "
+        "an epoch, as the original; short cycles then end well above lr_min)",
+    )
 
     @property
     def epochs(self) -> int:
@@ -71,6 +76,9 @@ class PhaseConfig(_Strict):
     init: Literal["scratch", "previous_best", "previous_last", "pretrain"] = "previous_best"
     data: Literal["folds", "pseudo", "folds+pseudo"] = "folds"
     augmentation: Literal["bes", "phalanx", "none"]
+    validate_every: int = Field(
+        1, ge=1, description="validate every k epochs (and at each cycle's and the phase's end)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> PhaseConfig:
@@ -89,6 +97,10 @@ class PhaseConfig(_Strict):
                 raise ValueError(f"phase {self.name!r}: 'cosine' given but schedule is not cosine")
         if self.schedule == "plateau" and self.plateau is None:
             raise ValueError(f"phase {self.name!r}: schedule 'plateau' needs a 'plateau' block")
+        if self.validate_every > 1 and (self.schedule == "plateau" or self.early_stopping):
+            raise ValueError(
+                f"phase {self.name!r}: plateau and early stopping need 'validate_every: 1'"
+            )
         return self
 
     @property
@@ -97,7 +109,10 @@ class PhaseConfig(_Strict):
 
 
 class ProfileConfig(_Strict):
-    """Size and length overrides for a profile (``tiny``: proves the code runs on a CPU)."""
+    """Overrides of a profile: sizes and lengths (``tiny``: proves the code runs on a CPU),
+    and for ``cpu`` its own ``phases`` (validated like the recipe's), the weights that
+    predict and a default wall-clock ``budget_minutes`` per fold that rescales the epochs.
+    """
 
     model: str | None = None
     folds: list[int] | None = None
@@ -112,6 +127,27 @@ class ProfileConfig(_Strict):
     bn_momentum: float | None = Field(
         None, gt=0, lt=1, description="BatchNorm moving-average momentum for short runs"
     )
+    phases: list[PhaseConfig] | None = Field(
+        None, min_length=1, description="replace the per-fold phases (and drop pretrain)"
+    )
+    predict: list[PredictWeights] | None = None
+    budget_minutes: float | None = Field(
+        None, gt=0, description="wall-clock budget per fold; epochs are rescaled to fit it"
+    )
+
+
+class PredictWeights(_Strict):
+    """Weights of one phase that predict: its ``best``/``last`` file or its snapshots.
+
+    ``snapshots`` lists cycle indices (``None``: every snapshot the run saved); indices a
+    shortened profile did not reach are skipped. ``weight`` is this entry's share of the
+    fold's weighted mean (b.e.s. stage 2: the fine-tuned model x3, each snapshot x1).
+    """
+
+    phase: str
+    file: Literal["best", "last", "snapshots"] = "snapshots"
+    snapshots: list[int] | None = None
+    weight: float = Field(1.0, gt=0)
 
 
 class StageRecipe(_Strict):
@@ -136,6 +172,12 @@ class StageRecipe(_Strict):
     bn_momentum: float | None = Field(
         None, gt=0, lt=1, description="override every BatchNorm's momentum (None: network's)"
     )
+    predict: list[PredictWeights] = Field(
+        default_factory=list, description="weights that predict (empty: each fold's last best)"
+    )
+    budget_minutes: float | None = Field(
+        None, gt=0, description="wall-clock budget per fold (None: run the epochs as written)"
+    )
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -158,6 +200,10 @@ class StageRecipe(_Strict):
             raise ValueError(f"first phase {self.phases[0].name!r} has no previous phase")
         if any(p.init == "pretrain" for p in self.phases) and not self.pretrain:
             raise ValueError("a phase inits from 'pretrain' but there are no pretrain phases")
+        phase_names = {p.name for p in self.phases}
+        for w in self.predict:
+            if w.phase not in phase_names:
+                raise ValueError(f"predict: {w.phase!r} is not a per-fold phase of this recipe")
         return self
 
     def with_profile(self, profile: str) -> StageRecipe:
@@ -190,13 +236,23 @@ class StageRecipe(_Strict):
             return PhaseConfig.model_validate({**p.model_dump(), **upd})
 
         data = self.model_dump()
-        data.update(
-            pretrain=[phase(p).model_dump() for p in self.pretrain],
-            phases=[phase(p).model_dump() for p in self.phases],
-            profiles={},
-        )
+        if o.phases is not None:  # the profile's own chain, sized by its own settings
+            data.update(
+                pretrain=[],
+                phases=[phase(p).model_dump() for p in o.phases],
+                predict=[] if o.predict is None else [w.model_dump() for w in o.predict],
+                profiles={},
+            )
+        else:
+            data.update(
+                pretrain=[phase(p).model_dump() for p in self.pretrain],
+                phases=[phase(p).model_dump() for p in self.phases],
+                profiles={},
+            )
+            if o.predict is not None:
+                data["predict"] = [w.model_dump() for w in o.predict]
         keys = ("model", "folds", "max_train_tiles", "max_pseudo_tiles", "max_val_tiles")
-        for key in (*keys, "bn_momentum"):
+        for key in (*keys, "bn_momentum", "budget_minutes"):
             value = getattr(o, key)
             if value is not None:
                 data[key] = value

@@ -10,8 +10,10 @@ depth and convolved with a Ricker wavelet, band-limited noise is added and the
 amplitudes are mapped to uint8 with a per-tile gain and offset, like real TGS data.
 
 :func:`generate_dataset` writes a complete TGS-format directory (train/test images,
-16-bit masks, ``train.csv``, ``depths.csv``, ``sample_submission.csv``); the output
-depends only on the seed, not on the number of worker processes.
+16-bit masks, ``train.csv``, ``depths.csv``, ``sample_submission.csv``) plus
+``test_truth.csv``, the hidden labels of the test tiles (not a Kaggle file: it lets the
+demo score its test predictions); the output depends only on the seed, not on the
+number of worker processes.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from saltseg.atomic import atomic_path, atomic_write_text
 from saltseg.rle import encode
 
 PAD = 24
+TEST_TRUTH_CSV = "test_truth.csv"
 """Rows of margin above and below the tile, so that the wavelet has support at the edges."""
 
 _H = TILE + 2 * PAD
@@ -270,8 +273,8 @@ def _write_tile(job: tuple[np.random.SeedSequence, bool, str, str | None]) -> tu
     with atomic_path(image_path) as tmp:
         if not cv2.imwrite(str(tmp), cv2.merge([image, image, image])):
             raise OSError(f"could not write {image_path}")
-    if mask_path is None:
-        return "", 0.0
+    if mask_path is None:  # a test tile: its mask goes to the hidden test_truth.csv only
+        return encode(mask), float(mask.mean())
     with atomic_path(mask_path) as tmp:
         if not cv2.imwrite(str(tmp), mask.astype(np.uint16) * np.uint16(65535)):
             raise OSError(f"could not write {mask_path}")
@@ -357,6 +360,11 @@ def generate_dataset(
     atomic_write_text(
         out_dir / "depths.csv",
         "id,z\n" + "".join(f"{ids[k]},{z[k]}\n" for k in meta.permutation(len(ids))),
+    )
+    atomic_write_text(
+        out_dir / TEST_TRUTH_CSV,
+        "id,rle_mask\n"
+        + "".join(f"{tid},{r}\n" for tid, (r, _) in zip(test_ids, results[n_train:], strict=True)),
     )
     atomic_write_text(
         out_dir / "sample_submission.csv",

@@ -10,9 +10,17 @@ Layout of a stage's outputs (``WEIGHTS/<stage>/``)::
     fold_<k>/<phase>/log.jsonl      one line per epoch (loss, val_score, lr, seconds)
     fold_<k>/<phase>/DONE.json      written last: the phase is complete
     fold_<k>/<phase>/resume/        per-epoch checkpoint while the phase runs
+    fold_<k>/budget.json            with a wall-clock budget: time spent, measured speeds
 
 Running the same command again skips complete phases and folds and resumes a phase from
 its last finished epoch.
+
+With a wall-clock budget (``budget_minutes`` of the recipe or profile, or
+``saltseg train --budget-minutes``) each fold's chain of phases must end within the budget:
+after the first epoch has measured the speed of this machine, the epochs of every phase are
+rescaled in proportion to the recipe's (cosine cycles keep their proportions, so each still
+ends with its snapshot), re-planned at the start of each phase, and a phase stops early if
+not even one more epoch fits. Time spent by killed runs counts (``budget.json``).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from saltseg.callbacks import (
     CosineSchedule,
     EpochLog,
     ResumeState,
+    StepTimer,
     ValidationScore,
     load_model_weights,
     save_weights,
@@ -212,6 +221,108 @@ def compile_model(model: keras.Model, phase: PhaseConfig) -> None:
     model.compile(optimizer=make_optimizer(phase), loss=get_loss(phase.loss), jit_compile=False)
 
 
+# --------------------------------------------------------------------------- budget
+
+
+def validated_epochs(phase: PhaseConfig) -> list[int]:
+    """The 0-based epochs after which ``phase`` computes ``val_score``: every
+    ``validate_every``-th, the last of each cosine cycle and the phase's last."""
+    n = phase.total_epochs
+    ends = set(np.cumsum(phase.cosine.cycle_epochs) - 1) if phase.cosine is not None else set()
+    return [e for e in range(n) if (e + 1) % phase.validate_every == 0 or e in ends or e == n - 1]
+
+
+def scale_phase(phase: PhaseConfig, epochs: int) -> PhaseConfig:
+    """``phase`` with ``epochs`` epochs; cosine cycles keep their proportions (each >= 1)."""
+    if phase.cosine is None:
+        return phase.model_copy(update={"epochs": max(1, epochs)})
+    nominal = np.asarray(phase.cosine.cycle_epochs, dtype=float)
+    epochs = max(len(nominal), epochs)
+    cycles = np.maximum(1, np.floor(nominal * epochs / nominal.sum())).astype(int)
+    order = np.argsort(-(nominal * epochs / nominal.sum() - cycles), kind="stable")
+    i = 0
+    while cycles.sum() < epochs:  # hand out what flooring left, largest remainder first
+        cycles[order[i % len(cycles)]] += 1
+        i += 1
+    while cycles.sum() > epochs:
+        cycles[int(np.argmax(cycles))] -= 1
+    cosine = phase.cosine.model_copy(update={"cycle_epochs": [int(c) for c in cycles]})
+    return phase.model_copy(update={"cosine": cosine, "epochs": None})
+
+
+class Budget:
+    """A fold chain's wall-clock budget: time spent (persisted, so resumed runs count what
+    killed ones spent) and measured speeds, and the epochs that fit in what is left."""
+
+    RESERVE_S = 5.0  # saving the last weights, DONE.json
+    DEFAULT_OVERHEAD_S = 25.0  # building, compiling and tracing a phase's network
+
+    def __init__(self, seconds: float, path: Path) -> None:
+        self.seconds = float(seconds)
+        self.path = path
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        self.spent_before = float(saved.get("spent_s", 0.0))
+        self.tile_s: float | None = saved.get("tile_s")  # seconds per training tile
+        self.val_s: float | None = saved.get("val_s")  # seconds per validation pass
+        self.overhead_s = float(saved.get("overhead_s", self.DEFAULT_OVERHEAD_S))
+        self._t0 = time.perf_counter()
+
+    def spent(self) -> float:
+        return self.spent_before + time.perf_counter() - self._t0
+
+    def remaining(self) -> float:
+        return self.seconds - self.spent()
+
+    def save(self) -> None:
+        state = {
+            "budget_s": self.seconds,
+            "spent_s": round(self.spent(), 2),
+            "tile_s": self.tile_s,
+            "val_s": self.val_s,
+            "overhead_s": round(self.overhead_s, 2),
+        }
+        atomic_write_text(self.path, json.dumps(state, indent=1))
+
+    def observe(self, step_s: float | None, batch: int, val_s: float | None) -> None:
+        if step_s is not None:
+            self.tile_s = step_s / batch
+        if val_s is not None:
+            self.val_s = val_s
+
+    @property
+    def measured(self) -> bool:
+        return self.tile_s is not None
+
+    def epoch_seconds(self, phase: PhaseConfig, n_tiles: int) -> float:
+        steps = max(1, n_tiles // min(phase.batch_size, n_tiles))
+        return steps * min(phase.batch_size, n_tiles) * float(self.tile_s or 0.0)
+
+    def plan(
+        self, phases: list[PhaseConfig], n_tiles: list[int], started: int = 0
+    ) -> list[PhaseConfig]:
+        """``phases`` (the current one first, ``started`` of its epochs done) rescaled to
+        the time left. Returns them unchanged until a speed has been measured."""
+        if not self.measured:
+            return phases
+        val_s = float(self.val_s or 0.0)
+        avail = self.remaining() - self.RESERVE_S - self.overhead_s * (len(phases) - 1)
+        nominal = np.array([p.total_epochs for p in phases], dtype=float)
+        nominal[0] = max(nominal[0] - started, 1.0)
+        per_epoch = np.array(
+            [
+                self.epoch_seconds(p, n) + val_s / p.validate_every
+                for p, n in zip(phases, n_tiles, strict=True)
+            ]
+        )
+        fixed = val_s * sum(len(p.cosine.cycle_epochs) if p.cosine else 1 for p in phases)
+        x = max(0.0, avail - fixed) / float((nominal * per_epoch).sum())
+        planned = []
+        for i, p in enumerate(phases):
+            e = int(np.floor(x * nominal[i]))
+            planned.append(scale_phase(p, e + started if i == 0 else e))
+        return planned
+
+
 # --------------------------------------------------------------------------- phases
 
 
@@ -231,6 +342,43 @@ def _done(folder: Path) -> dict[str, Any] | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
+def _phase_tiles(phase: PhaseConfig, fold_data: FoldData) -> TileSet:
+    parts = []
+    if phase.data in ("folds", "folds+pseudo"):
+        parts.append(fold_data.train)
+    if phase.data in ("pseudo", "folds+pseudo"):
+        if fold_data.pseudo is None:
+            raise ConfigError(f"phase {phase.name!r} needs pseudo-labels")
+        parts.append(fold_data.pseudo)
+    return TileSet.concat(parts)
+
+
+class BudgetGuard(keras.callbacks.Callback):
+    """Under a wall-clock budget: records speeds and time spent after every epoch, and
+    stops the phase when the next epoch would not end within the budget."""
+
+    def __init__(
+        self,
+        budget: Budget,
+        timer: StepTimer,
+        validation: ValidationScore,
+        batch: int,
+        epoch_seconds: Any,
+    ) -> None:
+        super().__init__()
+        self.budget = budget
+        self.timer = timer
+        self.validation = validation
+        self.batch = batch
+        self.epoch_seconds = epoch_seconds  # () -> estimated seconds of the next epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.budget.observe(self.timer.median, self.batch, self.validation.seconds)
+        self.budget.save()
+        if self.budget.remaining() - Budget.RESERVE_S < self.epoch_seconds():
+            self.model.stop_training = True
+
+
 def run_phase(
     phase: PhaseConfig,
     spec: ModelSpec,
@@ -241,13 +389,31 @@ def run_phase(
     seed: int,
     label: str,
     verbose: int = 2,
+    budget: Budget | None = None,
+    rest: list[PhaseConfig] | None = None,
 ) -> PhaseResult:
-    """Train one phase into ``folder``; skip it when complete, resume it when started."""
+    """Train one phase into ``folder``; skip it when complete, resume it when started.
+
+    With a ``budget``, the phase and the ``rest`` of the chain are rescaled to the time
+    left (after this phase's first epoch when no speed has been measured yet).
+    """
     done = _done(folder)
     if done is not None:
         print(f"{label}: complete, skipped (best val_score {done['best_score']:.4f})")
         return _skipped(phase, folder, done)
+    t_start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
+    rest = list(rest or [])
+    tiles = _phase_tiles(phase, fold_data)
+    n_tiles = [len(tiles), *(len(_phase_tiles(p, fold_data)) for p in rest)]
+
+    state = ResumeState(folder / "resume", {}).load()
+    if state is not None and "plan" in state:
+        phase = PhaseConfig.model_validate(state["plan"])  # the plan the run started with
+    elif budget is not None:
+        started = int(state["epoch"]) if state is not None else 0
+        phase = budget.plan([phase, *rest], n_tiles, started=started)[0]
+
     keras.utils.set_random_seed(seed)
     keras.backend.clear_session()
     model = build_model(spec, recipe.bn_momentum)
@@ -255,36 +421,44 @@ def run_phase(
     adapter = get_adapter(spec.adapter)
     outputs = list(model.output_names)
 
-    train_parts = []
-    if phase.data in ("folds", "folds+pseudo"):
-        train_parts.append(fold_data.train)
-    if phase.data in ("pseudo", "folds+pseudo"):
-        if fold_data.pseudo is None:
-            raise ConfigError(f"phase {phase.name!r} needs pseudo-labels")
-        train_parts.append(fold_data.pseudo)
-    tiles = TileSet.concat(train_parts)
+    # the plan is final (and saved with the resume state) once a speed is known
+    plan = {
+        "phase": phase,
+        "validate": set(validated_epochs(phase)),
+        "final": budget is None or budget.measured,
+    }
 
-    epochs = phase.total_epochs
+    def validate_now(epoch: int) -> bool:
+        first = budget is not None and budget.val_s is None  # measure its duration
+        return epoch in plan["validate"] or first
+
     log_cb = EpochLog(folder / "log.jsonl", prefix=f"{label} ")
     best_cb = BestCheckpoint(folder / "best.weights.h5")
     stateful: dict[str, keras.callbacks.Callback] = {"best": best_cb}
-    callbacks: list[keras.callbacks.Callback] = [
-        ValidationScore(
-            fold_data.val,
-            adapter,
-            spec.main_output if len(outputs) > 1 else None,
-            logits=True,
-            batch_size=max(phase.batch_size, 16),
-            black=fold_data.val_black,
-        )
-    ]
+    validation = ValidationScore(
+        fold_data.val,
+        adapter,
+        spec.main_output if len(outputs) > 1 else None,
+        logits=True,
+        batch_size=max(phase.batch_size, 16),
+        black=fold_data.val_black,
+        when=validate_now,
+    )
+    timer = StepTimer()
+    callbacks: list[keras.callbacks.Callback] = [timer, validation]
+    cosine_cb = None
     if phase.schedule == "cosine":
         assert phase.cosine is not None
-        callbacks.append(
-            CosineSchedule(
-                phase.cosine.cycle_epochs, phase.cosine.lr_max, phase.cosine.lr_min, folder
-            )
+        cosine_cb = CosineSchedule(
+            phase.cosine.cycle_epochs,
+            phase.cosine.lr_max,
+            phase.cosine.lr_min,
+            folder,
+            steps_per_epoch=len(tiles) // min(phase.batch_size, len(tiles))
+            if phase.cosine.per_step
+            else None,
         )
+        callbacks.append(cosine_cb)
     if phase.schedule == "plateau":
         assert phase.plateau is not None
         plateau = keras.callbacks.ReduceLROnPlateau(
@@ -304,11 +478,31 @@ def run_phase(
         callbacks.append(early)
         stateful["early"] = early
     callbacks += [best_cb, log_cb]
-    resume = ResumeState(folder / "resume", stateful)
+    if budget is not None:
+
+        def next_epoch_seconds() -> float:
+            p = plan["phase"]
+            return budget.epoch_seconds(p, len(tiles)) + float(budget.val_s or 0) / (
+                p.validate_every
+            )
+
+        callbacks.append(
+            BudgetGuard(budget, timer, validation, phase.batch_size, next_epoch_seconds)
+        )
+
+    def extra_state() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if plan["final"]:
+            out["plan"] = plan["phase"].model_dump()
+        if budget is not None:
+            out["budget_spent_s"] = round(budget.spent(), 2)
+        return out
+
+    resume = ResumeState(folder / "resume", stateful, extra=extra_state)
     callbacks.append(resume)
 
     start_epoch = 0
-    state = resume.load()
+    epochs = phase.total_epochs
     if state is not None:
         resume.restore_model(model, state)
         resume.restored = state
@@ -316,41 +510,64 @@ def run_phase(
         log_cb.records = _read_log(folder / "log.jsonl", start_epoch)
         print(f"{label}: resuming after epoch {start_epoch}/{epochs}")
         if state.get("stop_training"):
-            start_epoch = epochs  # early stopping had ended the phase
+            start_epoch = epochs  # early stopping (or the budget) had ended the phase
     elif init_weights is not None:
         load_model_weights(model, init_weights)
     else:
         sample = tiles.images[np.random.default_rng(seed).permutation(len(tiles))[:256]]
         calibrate_input_batchnorm(model, adapter.forward_images(sample))
 
-    t0 = time.perf_counter()
-    if start_epoch < epochs:
+    def fit(first: int, last: int) -> None:
         batches = TrainBatches(
             tiles,
             adapter,
             phase.batch_size,
             phase.augmentation,
-            epochs=epochs,
-            start_epoch=start_epoch,
+            epochs=last,
+            start_epoch=first,
             seed=seed,
             outputs=outputs,
         )
         print(
             f"{label}: {len(tiles)} train tiles ({batches.steps_per_epoch} steps of "
             f"{batches.batch_size}), {len(fold_data.val)} validation tiles, epochs "
-            f"{start_epoch + 1}..{epochs}",
+            f"{first + 1}..{last}",
             flush=True,
         )
         model.fit(
             batches,
-            epochs=epochs,
-            initial_epoch=start_epoch,
+            epochs=last,
+            initial_epoch=first,
             steps_per_epoch=batches.steps_per_epoch,
             callbacks=callbacks,
             shuffle=False,
             verbose=verbose,
         )
+
+    t0 = time.perf_counter()
+    ran = start_epoch
+    if start_epoch < epochs and budget is not None and not budget.measured:
+        # one epoch measures this machine's speed (its learning rate does not depend on
+        # the plan), then the phase and the rest of the chain are fitted to the budget
+        fit(0, 1)
+        start_epoch = 1
+        if not model.stop_training and budget.measured:
+            phase = budget.plan([phase, *rest], n_tiles, started=1)[0]
+            plan.update(phase=phase, validate=set(validated_epochs(phase)), final=True)
+            if cosine_cb is not None and phase.cosine is not None:
+                cosine_cb.set_cycles(phase.cosine.cycle_epochs)
+            epochs = phase.total_epochs
+            print(f"{label}: budget plan: {_plan_text(phase)}", flush=True)
+    if start_epoch < epochs and not model.stop_training:
+        fit(start_epoch, epochs)
+    ran = len(log_cb.records) - ran
     seconds = time.perf_counter() - t0
+    stopped_in = len(log_cb.records) - 1
+    if cosine_cb is not None and budget is not None and 0 <= stopped_in < epochs - 1:
+        # the budget ended the phase inside a cycle: keep its weights as that snapshot
+        cycle = cosine_cb.position(stopped_in)[0]
+        if not (folder / f"snapshot_{cycle}.weights.h5").is_file():
+            save_weights(model, folder / f"snapshot_{cycle}.weights.h5")
     save_weights(model, folder / "last.weights.h5")
     if not (folder / "best.weights.h5").is_file():
         save_weights(model, folder / "best.weights.h5")
@@ -362,8 +579,16 @@ def run_phase(
         "epochs": len(records),
         "seconds_this_run": round(seconds, 1),
     }
+    if phase.cosine is not None:
+        summary["cycle_epochs"] = list(phase.cosine.cycle_epochs)
     atomic_write_text(folder / "DONE.json", json.dumps(summary, indent=1))
     shutil.rmtree(folder / "resume", ignore_errors=True)
+    if budget is not None:
+        if ran > 0 and budget.measured:  # what a phase costs besides its epochs
+            n_val = sum(1 for r in records[-ran:] if "val_score" in r)
+            work = budget.epoch_seconds(phase, len(tiles)) * ran + n_val * float(budget.val_s or 0)
+            budget.overhead_s = float(np.clip(time.perf_counter() - t_start - work, 5.0, 120.0))
+        budget.save()
     best, at = summary["best_score"], summary["best_epoch"]
     print(f"{label}: done, best val_score {best:.4f} at epoch {at}")
     return PhaseResult(
@@ -375,6 +600,12 @@ def run_phase(
         seconds,
         False,
     )
+
+
+def _plan_text(phase: PhaseConfig) -> str:
+    if phase.cosine is not None:
+        return f"{phase.total_epochs} epochs, cosine cycles {phase.cosine.cycle_epochs}"
+    return f"{phase.total_epochs} epochs"
 
 
 def _skipped(phase: PhaseConfig, folder: Path, done: dict[str, Any]) -> PhaseResult:
@@ -434,13 +665,17 @@ def _run_chain(
     seed: int,
     label: str,
     verbose: int,
+    budget_minutes: float | None = None,
 ) -> list[PhaseResult]:
-    """Phases one after another in ``folder`` (fold ``None``: the pretrain chain)."""
+    """Phases one after another in ``folder`` (fold ``None``: the pretrain chain), within
+    ``budget_minutes`` of wall-clock time when given."""
     tag = f"[{recipe.family}/{recipe.stage} {label}"
     dones = [_done(folder / p.name) for p in phases]
     if all(d is not None for d in dones):
         print(f"{tag}]: complete, skipped")
         return [_skipped(p, folder / p.name, d) for p, d in zip(phases, dones, strict=True)]
+    folder.mkdir(parents=True, exist_ok=True)
+    budget = Budget(60.0 * budget_minutes, folder / "budget.json") if budget_minutes else None
     _write_config(folder, recipe, settings, profile)
     needs_pseudo = any(p.data != "folds" for p in phases)
     fold_data = prepare_fold(recipe, settings, fold, need_pseudo=needs_pseudo)
@@ -457,6 +692,8 @@ def _run_chain(
             seed=seed + i,
             label=f"{tag} {phase.name}]",
             verbose=verbose,
+            budget=budget,
+            rest=phases[i + 1 :],
         )
         chain.append(res)
         previous = res.folder
@@ -469,8 +706,14 @@ def train_stage(
     folds: list[int] | None = None,
     profile: str = "full",
     verbose: int = 2,
+    budget_minutes: float | None = None,
 ) -> dict[str, list[PhaseResult]]:
-    """Run the recipe: its pretrain phases once, then its phases for each fold."""
+    """Run the recipe: its pretrain phases once, then its phases for each fold.
+
+    ``budget_minutes`` (default: the recipe's; 0: none) bounds each chain's wall-clock time
+    (the pretrain chain and every fold's), see the module docstring."""
+    if budget_minutes is None:
+        budget_minutes = recipe.budget_minutes
     spec = get_model_spec(recipe.model)
     out = stage_dir(settings, recipe)
     results: dict[str, list[PhaseResult]] = {}
@@ -493,6 +736,7 @@ def train_stage(
             seed=recipe.seed * 1000 + 900,
             label="pretrain",
             verbose=verbose,
+            budget_minutes=budget_minutes,
         )
         results["pretrain"] = chain
         pretrain_last = chain[-1].folder / "last.weights.h5"
@@ -509,5 +753,6 @@ def train_stage(
             seed=recipe.seed * 1000 + k * 10,
             label=f"fold {k}",
             verbose=verbose,
+            budget_minutes=budget_minutes,
         )
     return results

@@ -2,7 +2,9 @@
 
 Each :class:`ModelSpec` knows its family, input size, adapter and how to build itself.
 The ``*-tiny`` entries share the code of the full networks with a small ``width`` and one
-unit per encoder stage: they are for CPU tests and demos, not for results.
+unit per encoder stage: they are for CPU tests and demos, not for results. The ``*-cpu``
+entries (same code, sizes in :data:`CPU_SIZES`) are the networks of the ``cpu`` profile;
+like the tiny ones they count as small networks (``tiny=True``: not the originals).
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ if TYPE_CHECKING:  # keras is imported lazily so that the CLI starts fast
 
 TINY_WIDTH = 16
 TINY_DEPTHS = (1, 1, 1, 1)
+# Networks of the ``cpu`` profile (name of the full network -> its size), chosen by
+# measurement on 2 CPU cores (see README, "CPU profile", and bench/cpu_budget.py).
+CPU_SIZES: dict[str, dict[str, Any]] = {
+    "phalanx-v5": {"width": 16, "depths": (1, 1, 1, 1)},
+}
 
 
 def _build_bes(**kwargs: Any) -> keras.Model:
@@ -103,7 +110,24 @@ def _registry() -> dict[str, ModelSpec]:
         )
         for s in specs
     ]
-    return {s.name: s for s in [*specs, *tiny_specs]}
+    by_name = {s.name: s for s in specs}
+    cpu_specs = [
+        ModelSpec(
+            f"{base}-cpu",
+            by_name[base].family,
+            by_name[base].input_size,
+            by_name[base].adapter,
+            by_name[base].builder,
+            {**by_name[base].kwargs, **size, "name": f"{base.replace('-', '_')}_cpu"},
+            main_output=by_name[base].main_output,
+            output_kind=by_name[base].output_kind,
+            tiny=True,  # a small CPU network, not one of the original networks
+            description=f"{base} (width {size['width']}, units {list(size['depths'])}) "
+            "for the cpu profile",
+        )
+        for base, size in CPU_SIZES.items()
+    ]
+    return {s.name: s for s in [*specs, *tiny_specs, *cpu_specs]}
 
 
 MODELS: dict[str, ModelSpec] = _registry()

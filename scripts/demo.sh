@@ -1,55 +1,59 @@
 #!/usr/bin/env bash
-# `make demo`: run what the project can do today, end to end, on generated data.
-# Generates a synthetic TGS-format dataset, validates it, writes the depth folds, scores
-# a trivial (all-empty) prediction with the competition metric, then trains the tiny
-# b.e.s. and phalanx stage-1 networks on fold 0 (the tiny profile: proves the code runs).
-# Prediction, pseudo-labels and the ensemble join this demo when the pipeline lands.
+# `make demo`: the whole method, end to end, on generated data, in minutes on a CPU.
+#
+# Generates a synthetic TGS-format dataset (with hidden labels for its test tiles),
+# validates it, runs ./train.sh (three rounds: both families, pseudo-labels, phalanx
+# stage 3) and ./predict.sh with the `tiny` profile, scores the submission CSV against
+# the hidden test labels with the competition metric, and draws an overlay of
+# predictions. Rerunning resumes: finished steps are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
-SALTSEG="$VENV/bin/saltseg"
-PY="$VENV/bin/python"
+SALTSEG_BIN="$VENV/bin/saltseg"
 OUT=${DEMO_DIR:-data/demo}
+N_TRAIN=${DEMO_N_TRAIN:-400}
+N_TEST=${DEMO_N_TEST:-200}
+export SALTSEG="$SALTSEG_BIN"
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+START=$(date +%s)
 
-echo "== 1/5 synthetic seismic tiles -> $OUT"
-"$SALTSEG" synth --out "$OUT" --n-train 400 --n-test 200 --seed 0 --preview
+echo "== 1/6 synthetic seismic tiles -> $OUT ($N_TRAIN train, $N_TEST test)"
+if [[ -f "$OUT/sample_submission.csv" && -f "$OUT/test_truth.csv" ]]; then
+  echo "exists: $OUT (delete it for a new one)"
+else
+  "$SALTSEG_BIN" synth --out "$OUT" --n-train "$N_TRAIN" --n-test "$N_TEST" --seed 0 --preview
+fi
 
-echo "== 2/5 validate the folder (PNGs, CSVs, RLE against masks)"
-"$SALTSEG" check "$OUT"
+echo "== 2/6 validate the folder (PNGs, CSVs, RLE against masks)"
+"$SALTSEG_BIN" check "$OUT"
 
-echo "== 3/5 depth-sorted folds (rank mod 5)"
-"$SALTSEG" folds --data "$OUT" --out "$OUT/folds.csv"
-
-echo "== 4/5 score a trivial all-empty prediction of the labelled tiles"
-"$PY" - "$OUT" <<'PYCODE'
-import sys
-from pathlib import Path
-
-import numpy as np
-
-from saltseg.submission import read_rle_csv, write_rle_csv
-
-out = Path(sys.argv[1])
-ids, truth = read_rle_csv(out / "train.csv")
-write_rle_csv(out / "prediction_all_empty.csv", ids, np.zeros_like(truth))
-PYCODE
-"$SALTSEG" eval "$OUT/train.csv" "$OUT/prediction_all_empty.csv"
-
-echo "== 5/5 train the tiny stage-1 networks of both families on fold 0 (tiny profile)"
-cat > "$OUT/SETTINGS.json" <<'JSON'
+cat >"$OUT/SETTINGS.json" <<'JSON'
 {
   "DATA_DIR": ".",
+  "NEW_TEST_IMAGES_DATA": null,
   "BES_WEIGHTS_DIR": "weights/bes",
   "PHALANX_WEIGHTS_DIR": "weights/phalanx",
   "PREDICTIONS_DIR": "predictions",
   "PROFILE": "tiny"
 }
 JSON
-export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
-"$SALTSEG" --settings "$OUT/SETTINGS.json" train --family bes --stage stage1 --verbose 0
-"$SALTSEG" --settings "$OUT/SETTINGS.json" train --family phalanx --stage stage1 --verbose 0
+
+echo "== 3/6 ./train.sh --profile tiny (rounds 1-3; prints each stage's validation score)"
+./train.sh --settings "$OUT/SETTINGS.json" --profile tiny
+
+echo "== 4/6 ./predict.sh --profile tiny (b.e.s. stage 2 + phalanx stage 3, mosaics)"
+./predict.sh --settings "$OUT/SETTINGS.json" --profile tiny
+
+CSV="$OUT/predictions/test_prediction.csv"
+echo "== 5/6 score the submission against the generator's hidden test labels"
+"$SALTSEG_BIN" eval "$OUT/test_truth.csv" "$CSV"
+
+echo "== 6/6 overlays of predictions (worst and best tiles) and the score per coverage"
+"$SALTSEG_BIN" review "$CSV" --truth "$OUT/test_truth.csv" --data "$OUT" --out "$OUT/review"
 
 echo
-echo "demo: done. Outputs in $OUT (preview.png, folds.csv, prediction_all_empty.csv, weights/)."
-echo "demo: prediction, pseudo-labelling and the ensemble are not part of this demo yet."
+echo "demo: done in $(($(date +%s) - START)) s."
+echo "demo: submission $CSV; overlays $OUT/review/review_overlays.png;"
+echo "demo: validation scores in the train.sh output above (out-of-fold, per stage)."
+echo "demo: the tiny profile only proves the pipeline runs: its networks train for two epochs."

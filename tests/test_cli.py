@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
-
-import pandas as pd
-import pytest
 
 from saltseg.cli import main
 from saltseg.data import TGSDirectory
@@ -45,26 +41,3 @@ def test_module_entry_point() -> None:
     )
     for cmd in ("eval", "folds", "synth", "check", "settings", "models"):
         assert cmd in proc.stdout
-
-
-@pytest.mark.slow
-def test_demo_script(tmp_path: Path) -> None:
-    env = dict(os.environ, VENV=str(Path(sys.executable).parent.parent), DEMO_DIR=str(tmp_path))
-    proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "demo.sh")], capture_output=True, text=True, env=env
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = proc.stdout.splitlines()
-    score_line = next(line for line in lines if line.startswith("score: "))
-    empty_share = (
-        pd.read_csv(tmp_path / "train.csv", keep_default_na=False)["rle_mask"] == ""
-    ).mean()
-    assert float(score_line.split()[1]) == pytest.approx(empty_share, abs=1e-6)
-    for name in (
-        "preview.png",
-        "folds.csv",
-        "prediction_all_empty.csv",
-        "weights/bes/stage1/fold_0/snapshots/DONE.json",
-        "weights/phalanx/stage1/fold_0/cycles/DONE.json",
-    ):
-        assert (tmp_path / name).is_file()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,102 @@ def test_unknown_stage_and_profile() -> None:
         load_stage("bes", "stage9")
     with pytest.raises(ConfigError, match="no profile 'huge'"):
         load_stage("bes", "stage1", "huge")
+
+
+def test_cpu_profile_has_its_own_phases_and_budget() -> None:
+    full = load_stage("phalanx", "stage1")
+    cpu = load_stage("phalanx", "stage1", "cpu")
+    assert cpu.model == "phalanx-v5-cpu" and cpu.folds == [0] and cpu.budget_minutes == 30
+    assert full.budget_minutes is None and [p.name for p in full.phases] == ["cycles"]
+    bce, lov = cpu.phases
+    assert (bce.loss, bce.init, bce.schedule) == ("bce_dice", "scratch", "cosine")
+    assert (lov.loss, lov.init, lov.cosine.per_step) == ("lovasz", "previous_last", True)
+    assert not load_stage("phalanx", "stage1").phases[0].cosine.per_step
+    assert cpu.pretrain == [] and [w.phase for w in cpu.predict] == ["lovasz"]
+    assert all(p.validate_every > 1 for p in cpu.phases)
+
+
+def test_profile_phases_are_validated(tmp_path: Path) -> None:
+    def mutate(d: dict) -> None:
+        d["profiles"]["cpu"] = {
+            "phases": [{**d["phases"][0], "name": "x", "validate_every": 2}],
+        }
+
+    with pytest.raises(ConfigError, match="plateau and early stopping need 'validate_every: 1'"):
+        load_recipe(_write(tmp_path, mutate), "cpu")
+
+    def unknown(d: dict) -> None:
+        d["profiles"]["cpu"] = {"phases": [{**d["phases"][2], "name": "x", "lr": 1}]}
+
+    with pytest.raises(ConfigError, match=r"profiles.cpu.phases.0.lr"):
+        load_recipe(_write(tmp_path, unknown), "cpu")
+
+
+def test_profile_phases_drop_pretrain_and_reset_predict(tmp_path: Path) -> None:
+    def mutate(d: dict) -> None:
+        d["profiles"]["cpu"] = {"phases": [d["phases"][-1] | {"init": "scratch"}]}
+
+    path = tmp_path / "s2.yaml"
+    data = yaml.safe_load(recipe_path("bes", "stage2").read_text())
+    mutate(data)
+    data["profiles"]["cpu"]["phases"][0]["data"] = "folds"
+    path.write_text(yaml.safe_dump(data))
+    recipe = load_recipe(path, "cpu")
+    assert recipe.pretrain == [] and [p.name for p in recipe.phases] == ["snapshots"]
+    assert recipe.predict == []
+
+
+def test_scale_phase_keeps_cycle_proportions() -> None:
+    from saltseg.training import scale_phase, validated_epochs
+
+    lov = load_stage("phalanx", "stage1", "cpu").phases[1]
+    lov = lov.model_copy(
+        update={
+            "cosine": lov.cosine.model_copy(update={"cycle_epochs": [6, 6]}),
+            "validate_every": 3,
+        }
+    )
+    assert scale_phase(lov, 9).cosine.cycle_epochs == [5, 4]
+    assert scale_phase(lov, 20).cosine.cycle_epochs == [10, 10]
+    assert scale_phase(lov, 1).cosine.cycle_epochs == [1, 1]  # one epoch per cycle at least
+    uneven = lov.model_copy(
+        update={"cosine": lov.cosine.model_copy(update={"cycle_epochs": [20, 20, 25]})}
+    )
+    assert scale_phase(uneven, 13).cosine.cycle_epochs == [4, 4, 5]
+    assert validated_epochs(scale_phase(lov, 9)) == [2, 4, 5, 8]
+    bce = load_stage("bes", "stage1").phases[0]
+    assert scale_phase(bce, 7).epochs == 7
+
+
+def test_budget_plan_fits_the_time_left(tmp_path: Path) -> None:
+    from saltseg.training import Budget
+
+    bce, lov = load_stage("phalanx", "stage1", "cpu").phases
+    phases = [  # 12 + 12 nominal epochs, validation every 4 and 3 epochs
+        bce.model_copy(
+            update={
+                "cosine": bce.cosine.model_copy(update={"cycle_epochs": [12]}),
+                "validate_every": 4,
+            }
+        ),
+        lov.model_copy(
+            update={
+                "cosine": lov.cosine.model_copy(update={"cycle_epochs": [6, 6]}),
+                "validate_every": 3,
+            }
+        ),
+    ]
+    budget = Budget(600.0, tmp_path / "budget.json")
+    assert budget.plan(phases, [1600, 1600]) == phases  # nothing measured: unchanged
+    budget.observe(step_s=1.6, batch=16, val_s=4.0)  # 100 steps -> 160 s an epoch
+    planned = budget.plan(phases, [1600, 1600])
+    total = [p.total_epochs for p in planned]
+    assert total == [1, 2]  # ~575 s left: 1 + 2 epochs plus validations and overheads
+    budget.seconds = 3600.0
+    planned = budget.plan(phases, [1600, 1600])
+    work = sum(budget.epoch_seconds(p, 1600) * p.total_epochs for p in planned)
+    assert 0.8 * 3600 < work < 3600 and planned[0].total_epochs == planned[1].total_epochs
+    budget.save()
+    again = Budget(3600.0, tmp_path / "budget.json")
+    assert again.spent() >= budget.spent_before and again.tile_s == pytest.approx(0.1)
+    assert json.loads((tmp_path / "budget.json").read_text())["val_s"] == 4.0

@@ -170,7 +170,7 @@ def _fake_pseudo_labels(workspace: Path, round_dir: str) -> None:
 
 
 def test_pretrain_then_finetune_with_pseudo_labels(workspace: Path) -> None:
-    _fake_pseudo_labels(workspace, "pseudo/round1")
+    _fake_pseudo_labels(workspace, "pseudo/round1_bes")
     settings = load_settings(workspace / "SETTINGS.json")
     recipe = load_stage("bes", "stage2", "tiny").model_copy(
         update={"max_train_tiles": 16, "max_pseudo_tiles": 16, "max_val_tiles": 16}
@@ -185,7 +185,7 @@ def test_pretrain_then_finetune_with_pseudo_labels(workspace: Path) -> None:
 
 
 def test_deep_supervision_stage_with_pseudo_labels(workspace: Path) -> None:
-    _fake_pseudo_labels(workspace, "pseudo/round1")
+    _fake_pseudo_labels(workspace, "pseudo/round1_phalanx")
     settings = load_settings(workspace / "SETTINGS.json")
     recipe = load_stage("phalanx", "stage2", "tiny").model_copy(
         update={"max_train_tiles": 16, "max_pseudo_tiles": 8, "max_val_tiles": 16}
@@ -243,3 +243,61 @@ def test_tiny_networks_learn(learn_workspace: Path, family, stage, loss, optimiz
     val = depth_folds(train.ids, data.depths()) == 0
     baseline = score(train.masks[val], np.zeros_like(train.masks[val]))
     assert result.best_score > baseline + 0.05, (result.best_score, baseline, log)
+
+
+def test_budget_rescales_the_chain_and_ends_on_time(workspace: Path, capsys) -> None:
+    """A 2-phase chain under a wall-clock budget: the first epoch measures the speed, the
+    epochs are re-planned (cosine cycles keep their snapshots), validation runs only on the
+    planned epochs, and the chain ends within the budget (plus one epoch's slack)."""
+    settings = load_settings(workspace / "SETTINGS.json")
+    base = load_stage("phalanx", "stage1", "cpu")
+    bce, lov = (p.model_copy(update={"batch_size": 8, "validate_every": 2}) for p in base.phases)
+    bce = bce.model_copy(update={"cosine": bce.cosine.model_copy(update={"cycle_epochs": [40]})})
+    lov = lov.model_copy(
+        update={"cosine": lov.cosine.model_copy(update={"cycle_epochs": [20, 20]})}
+    )
+    recipe = base.model_copy(
+        update={
+            "stage": "budget_test",
+            "model": "phalanx-v5-tiny",
+            "phases": [bce, lov],
+            "max_train_tiles": 48,
+            "max_val_tiles": 16,
+        }
+    )
+    minutes = 2.5
+    t0 = time.perf_counter()
+    results = train_stage(recipe, settings, profile="cpu", verbose=0, budget_minutes=minutes)
+    took = time.perf_counter() - t0
+    fold = workspace / "phalanx" / "weights" / "budget_test" / "fold_0"
+    budget = json.loads((fold / "budget.json").read_text())
+    assert budget["budget_s"] == 150 and budget["tile_s"] > 0 and budget["val_s"] > 0
+    assert budget["spent_s"] == pytest.approx(took, abs=10)
+    assert "budget plan:" in capsys.readouterr().out
+    bce_log, lov_log = _log(fold / "bce_dice"), _log(fold / "lovasz")
+    slowest = max(r["seconds"] for r in bce_log + lov_log)
+    assert took < 60 * minutes + slowest + 15, (took, bce_log, lov_log)
+    # far fewer epochs than the nominal 40 + 40; the second phase was planned at its start
+    done = json.loads((fold / "lovasz" / "DONE.json").read_text())
+    assert 1 <= len(bce_log) < 40 and 1 <= len(lov_log) <= sum(done["cycle_epochs"]) < 40
+    assert len(done["cycle_epochs"]) == 2 and done["epochs"] == len(lov_log)
+    assert (fold / "lovasz" / "snapshot_0.weights.h5").is_file()
+    # validation on the planned epochs only: every 2nd, each cycle's end and the last
+    ends = set(np.cumsum(done["cycle_epochs"]))
+    for r in lov_log:
+        planned = r["epoch"] % 2 == 0 or r["epoch"] in ends
+        assert ("val_score" in r) == planned or r is lov_log[-1], lov_log
+    assert [r.name for r in results["fold_0"]] == ["bce_dice", "lovasz"]
+
+
+def test_per_step_cosine_reaches_lr_min_at_the_cycle_end(tmp_path: Path) -> None:
+    from saltseg.callbacks import CosineSchedule
+
+    per_epoch = CosineSchedule([2, 2], 1.0, 0.0, tmp_path)
+    assert [per_epoch.lr_at(e) for e in range(4)] == pytest.approx([1, 0.5, 1, 0.5])
+    per_step = CosineSchedule([2, 2], 1.0, 0.0, tmp_path, steps_per_epoch=3)
+    lrs = [per_step.lr_at(e, b) for e in range(4) for b in range(3)]
+    assert lrs[0] == lrs[6] == pytest.approx(1.0) and lrs[5] == lrs[11] == pytest.approx(0.0)
+    assert np.all(np.diff(lrs[:6]) < 0)
+    per_step.set_cycles([1, 3])
+    assert per_step.cycle_end(0) and not per_step.cycle_end(1) and per_step.cycle_end(3)

@@ -1,0 +1,246 @@
+"""The `cpu` profile under a wall-clock budget, scored honestly on the real labelled tiles.
+
+Usage: python bench/cpu_budget.py [--minutes 30] [--data DIR] [--work DIR] [--keep]
+
+Trains `saltseg train --family phalanx --stage stage1 --profile cpu` with a budget of
+``--minutes`` on the labelled tiles of ``$TGS_DATA`` minus a coverage-stratified 20%
+held-out split (fold 0 of 5 by coverage class), then predicts the held-out tiles with the
+profile's weights (the final phase's snapshots, no choice made on held-out scores) and
+horizontal-flip TTA, tunes the threshold on one half of the split and reports the
+competition score on the other half. Also reports the epochs done, training tiles/s in the
+steady state and the FLOP/s achieved against this machine's measured float32 matmul peak
+(forward FLOPs of the Conv/Dense layers counted analytically, training ~ 3x forward).
+Prints a Markdown table; the training time counts towards the budget, prediction does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def matmul_peak_gflops(sizes: tuple[int, ...] = (1024, 2048, 3072), reps: int = 4) -> float:
+    """Best float32 GFLOP/s of a square matmul (TensorFlow/oneDNN, all cores)."""
+    import tensorflow as tf
+
+    best = 0.0
+    for n in sizes:
+        a = tf.random.normal((n, n))
+        b = tf.random.normal((n, n))
+        tf.matmul(a, b).numpy()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            c = tf.matmul(a, b)
+        c.numpy()
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def forward_flops(model) -> int:
+    """Multiply-adds x 2 of every Conv2D, Conv2DTranspose and Dense layer for one tile."""
+    import keras
+
+    total = 0
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            kh, kw, cout, cin = layer.kernel.shape
+            _, h, w, _ = layer.input.shape
+            total += 2 * kh * kw * cin * cout * h * w
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin_g, cout = layer.kernel.shape
+            _, h, w, _ = layer.output.shape
+            total += 2 * kh * kw * cin_g * cout * h * w
+        elif isinstance(layer, keras.layers.Dense):
+            cin, cout = layer.kernel.shape
+            total += 2 * cin * cout
+    return int(total)
+
+
+def half_split(masks: np.ndarray, seed: int) -> np.ndarray:
+    """Two halves (bool: in the tuning half) stratified by coverage class."""
+    from saltseg.folds import coverage_class
+
+    classes = coverage_class(masks)
+    rng = np.random.default_rng(seed)
+    tune = np.zeros(len(masks), dtype=bool)
+    for c in np.unique(classes):
+        idx = rng.permutation(np.flatnonzero(classes == c))
+        tune[idx[: (len(idx) + 1) // 2]] = True
+    return tune
+
+
+def snapshot_files(phase_dir: Path) -> list[Path]:
+    snaps = sorted(phase_dir.glob("snapshot_*.weights.h5"))
+    return snaps or [phase_dir / "last.weights.h5"]
+
+
+def run(minutes: float, data: Path, work: Path, seed: int = 0) -> dict:
+    import keras
+
+    from saltseg.callbacks import load_model_weights, predict_probabilities
+    from saltseg.metric import best_threshold, score
+    from saltseg.recipe import load_stage
+    from saltseg.settings import load_settings
+    from saltseg.training import build_model, prepare_fold, stage_dir, train_stage
+    from saltseg.zoo import get_model_spec
+
+    settings_file = work / "SETTINGS.json"
+    settings_file.write_text(
+        json.dumps(
+            {
+                "DATA_DIR": str(data),
+                "PHALANX_WEIGHTS_DIR": str(work / "phalanx"),
+                "BES_WEIGHTS_DIR": str(work / "bes"),
+                "PREDICTIONS_DIR": str(work / "predictions"),
+                "PROFILE": "cpu",
+            }
+        )
+    )
+    settings = load_settings(settings_file)
+    recipe = load_stage("phalanx", "stage1", "cpu").model_copy(
+        update={"fold_method": "coverage", "n_folds": 5, "folds": [0], "seed": seed}
+    )
+    peak = matmul_peak_gflops()
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    train_stage(recipe, settings, profile="cpu", verbose=0, budget_minutes=minutes)
+    train_s = time.perf_counter() - t0
+    load_after = os.getloadavg()
+
+    fold_dir = stage_dir(settings, recipe) / "fold_0"
+    records = []
+    for phase in recipe.phases:
+        log = fold_dir / phase.name / "log.jsonl"
+        records += [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+    spec = get_model_spec(recipe.model)
+    model = build_model(spec)
+    flops = forward_flops(model)
+    fold = prepare_fold(recipe, settings, 0, need_pseudo=False)
+    n_train = len(fold.train)
+    batch = recipe.phases[0].batch_size
+    steps = n_train // batch
+    step_s = float(np.median([r["step_seconds"] for r in records]))
+    steady_tiles_s = batch / step_s
+    epoch_train_s = [r["seconds"] - r.get("val_seconds", 0.0) for r in records]
+    overall_tiles_s = len(records) * steps * batch / float(np.sum(epoch_train_s))
+
+    from saltseg.adapters import get_adapter
+
+    adapter = get_adapter(spec.adapter)
+    last = recipe.phases[-1].name
+    files = snapshot_files(fold_dir / last)
+    t1 = time.perf_counter()
+    prob = np.zeros(fold.val.images.shape, dtype=np.float32)
+    for f in files:
+        load_model_weights(model, f)
+        prob += predict_probabilities(
+            model, fold.val.images, adapter, None, logits=True, batch_size=32, flip_tta=True
+        )
+    prob /= len(files)
+    predict_s = time.perf_counter() - t1
+    prob[fold.val_black] = 0.0
+    truth = fold.val.masks
+    tune = half_split(truth, seed)
+    th, tune_score, _ = best_threshold(truth[tune], prob[tune])
+    test_score = score(truth[~tune], prob[~tune] > th)
+    test_05 = score(truth[~tune], prob[~tune] > 0.5)
+    # the other direction too, as a check on the split's noise
+    th2, _, _ = best_threshold(truth[~tune], prob[~tune])
+    other = score(truth[tune], prob[tune] > th2)
+    keras.backend.clear_session()
+    gflops = 3 * flops * steady_tiles_s / 1e9
+    return {
+        "minutes": minutes,
+        "model": recipe.model,
+        "train_tiles": n_train,
+        "heldout_tiles": len(truth),
+        "score_test_half": test_score,
+        "score_test_half_t05": test_05,
+        "threshold": th,
+        "score_tune_half": tune_score,
+        "score_swapped": other,
+        "epochs_done": len(records),
+        "phase_epochs": {
+            p.name: json.loads((fold_dir / p.name / "DONE.json").read_text())["epochs"]
+            for p in recipe.phases
+        },
+        "snapshots": [f.name for f in files],
+        "train_s": train_s,
+        "predict_s": predict_s,
+        "steady_tiles_s": steady_tiles_s,
+        "overall_tiles_s": overall_tiles_s,
+        "fwd_gflop_per_tile": flops / 1e9,
+        "gflops": gflops,
+        "peak_gflops": peak,
+        "share_of_peak": gflops / peak,
+        "load": [round(x, 2) for x in (*load_before, *load_after)],
+    }
+
+
+def table(r: dict) -> str:
+    phases = ", ".join(f"{k} {v}" for k, v in r["phase_epochs"].items())
+    rows = [
+        ("budget", f"{r['minutes']:g} min (training took {r['train_s'] / 60:.1f} min)"),
+        ("network", f"{r['model']}, {r['fwd_gflop_per_tile']:.2f} GFLOP/tile forward"),
+        ("tiles", f"{r['train_tiles']} train, {r['heldout_tiles']} held out (coverage 20%)"),
+        ("epochs done", f"{r['epochs_done']} ({phases})"),
+        (
+            "**score, held-out test half**",
+            f"**{r['score_test_half']:.4f}** (threshold {r['threshold']:.2f} tuned on the "
+            f"other half; at 0.5: {r['score_test_half_t05']:.4f}; halves swapped: "
+            f"{r['score_swapped']:.4f})",
+        ),
+        ("predicted with", f"{len(r['snapshots'])} snapshot(s) x flip TTA"),
+        (
+            "training tiles/s",
+            f"{r['steady_tiles_s']:.1f} in steady steps, {r['overall_tiles_s']:.1f} per epoch",
+        ),
+        (
+            "achieved GFLOP/s",
+            f"{r['gflops']:.0f} = {100 * r['share_of_peak']:.0f}% of the measured float32 "
+            f"matmul peak {r['peak_gflops']:.0f}",
+        ),
+        ("load average", "before {} {} {}, after {} {} {}".format(*r["load"])),
+    ]
+    lines = ["| what | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0, help="training budget")
+    parser.add_argument("--data", help="TGS folder (default: $TGS_DATA)")
+    parser.add_argument("--work", help="weights folder (default: a temporary folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    data = args.data or os.environ.get("TGS_DATA")
+    if not data or not Path(data).is_dir():
+        print("cpu_budget: needs the real data (--data DIR or TGS_DATA)", file=sys.stderr)
+        return 2
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="cpu_budget-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        r = run(args.minutes, Path(data), work)
+    finally:
+        if not args.work and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=1))
+    print(table(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

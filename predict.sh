@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Weights -> predictions/test_prediction.csv: b.e.s. stage 2 and phalanx stage 3 (folds,
+# snapshots, flip TTA), blended 0.5 / 0.5 (phalanx min-max normalised), threshold 0.5,
+# black tiles empty, then the jigsaw-mosaic post-processing.
+#
+# The tiles are SETTINGS.json's NEW_TEST_IMAGES_DATA (any folder of 101x101 PNGs; ids
+# are the sorted file names) or DATA_DIR/test/images when it is null.
+#
+# usage: ./predict.sh [--profile full|cpu|tiny] [--settings FILE] [--threshold T]
+#                     [--bes-stage S | --bes-recipe FILE] [--phalanx-stage S | --phalanx-recipe FILE]
+#                     [--no-tta] [--no-postprocess]
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
+
+BES_STAGE=stage2
+PHALANX_STAGE=stage3
+THRESHOLD=0.5
+POSTPROCESS=1
+TTA_ARGS=()
+BES=(--family bes --stage stage2)
+PHALANX=(--family phalanx --stage stage3)
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --profile) PROFILE_ARGS=(--profile "${2:?--profile needs a value}"); shift 2 ;;
+    --settings) SETTINGS="${2:?--settings needs a file}"; shift 2 ;;
+    --threshold) THRESHOLD="${2:?--threshold needs a value}"; shift 2 ;;
+    --bes-stage) BES_STAGE="${2:?--bes-stage needs a stage}"; BES=(--family bes --stage "$BES_STAGE"); shift 2 ;;
+    --phalanx-stage)
+      PHALANX_STAGE="${2:?--phalanx-stage needs a stage}"
+      PHALANX=(--family phalanx --stage "$PHALANX_STAGE"); shift 2 ;;
+    --bes-recipe) BES_STAGE="$(recipe_stage "${2:?--bes-recipe needs a file}")"; BES=(--recipe "$2"); shift 2 ;;
+    --phalanx-recipe)
+      PHALANX_STAGE="$(recipe_stage "${2:?--phalanx-recipe needs a file}")"
+      PHALANX=(--recipe "$2"); shift 2 ;;
+    --no-tta) TTA_ARGS=(--no-tta); shift ;;
+    --no-postprocess) POSTPROCESS=0; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) die "unknown option $1 (see ./predict.sh --help)" ;;
+  esac
+done
+[[ -f "$SETTINGS" ]] || die "$SETTINGS: settings file not found"
+
+PRED="$(setting PREDICTIONS_DIR)"
+IMAGES="$(setting NEW_TEST_IMAGES_DATA)"  # resolved: DATA_DIR/test/images when null
+PROBS="$PRED/probs/test"
+CSV="$PRED/test_prediction.csv"
+echo "predict.sh: tiles in $IMAGES -> $CSV ${PROFILE_ARGS[*]}"
+
+step "predict with b.e.s. $BES_STAGE"
+saltseg predict "${BES[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${PROFILE_ARGS[@]}"
+step "predict with phalanx $PHALANX_STAGE"
+saltseg predict "${PHALANX[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${PROFILE_ARGS[@]}"
+
+step "blend and write the submission"
+saltseg ensemble "$PROBS/bes_$BES_STAGE.h5" "$PROBS/phalanx_$PHALANX_STAGE.h5" \
+  --weights 0.5 0.5 --threshold "$THRESHOLD" --images "$IMAGES" --out "$CSV"
+
+if [[ "$POSTPROCESS" == 1 ]]; then
+  step "jigsaw-mosaic post-processing"
+  saltseg mosaic apply "$CSV" --out "$CSV" --test-images "$IMAGES"
+fi
+echo
+echo "predict.sh: wrote $CSV"

@@ -1,0 +1,177 @@
+"""The whole pipeline: `make demo` (train.sh + predict.sh, tiny profile) with a crash in the
+middle and a resume, and predict.sh over the real test tiles when TGS_DATA is set."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from saltseg.data import TGSDirectory, is_black, read_images
+from saltseg.submission import read_rle_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = Path(sys.executable).parent.parent
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return dict(os.environ, VENV=str(VENV), TF_CPP_MIN_LOG_LEVEL="2", **extra)
+
+
+def _log_epochs(phase: Path) -> list[int]:
+    lines = (phase / "log.jsonl").read_text().splitlines()
+    return [json.loads(line)["epoch"] for line in lines if line.strip()]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("pipeline")
+def test_demo_crash_and_resume(tmp_path: Path) -> None:
+    """demo.sh killed in the middle of b.e.s. stage 1, rerun: resumes and completes."""
+    out = tmp_path / "demo"
+    env = _env(DEMO_DIR=str(out), DEMO_N_TRAIN="160", DEMO_N_TEST="60")
+    cmd = ["bash", str(ROOT / "scripts" / "demo.sh")]
+    first = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    marker = out / "weights/bes/stage1/fold_0/lovasz/DONE.json"
+    deadline = time.monotonic() + 900
+    while not marker.is_file() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert first.poll() is None, "demo.sh ended before it could be interrupted"
+    time.sleep(3)  # into the snapshots phase
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    text = proc.stdout
+    assert "exists: " in text  # the dataset was kept
+    assert "[bes/stage1 fold 0 bce_dice]: complete, skipped" in text
+    assert "[bes/stage1 fold 0 lovasz]: complete, skipped" in text
+    stage1 = out / "weights/bes/stage1/fold_0"
+    assert _log_epochs(stage1 / "bce_dice") == [1, 2]  # nothing trained twice
+    assert _log_epochs(stage1 / "snapshots") == [1, 2]
+    for family, stage in [
+        ("bes", "stage1"),
+        ("phalanx", "stage1"),
+        ("bes", "stage2"),
+        ("phalanx", "stage2"),
+        ("phalanx", "stage3"),
+    ]:
+        assert f"[{family}/{stage}] validation score " in text
+        assert (out / "predictions/probs/test" / f"{family}_{stage}.h5").is_file()
+    for name in ("round1_bes", "round1_phalanx", "round2_all"):
+        assert (out / "predictions/pseudo" / name / "DONE.json").is_file()
+    phalanx_pseudo = pd.read_csv(out / "predictions/pseudo/round1_phalanx/pseudo_labels.csv")
+    assert set(phalanx_pseudo["fold"]) <= set(range(5))
+
+    csv = out / "predictions/test_prediction.csv"
+    ids, masks = read_rle_csv(csv)
+    assert ids == TGSDirectory(out).submission_order()
+    black = is_black(read_images([out / "test/images" / f"{i}.png" for i in ids]))
+    assert black.any() and not masks[black].any()
+    score = next(line for line in text.splitlines() if line.startswith("score: "))
+    assert 0.0 <= float(score.split()[1]) <= 1.0
+    assert (out / "review/review_overlays.png").stat().st_size > 5000
+    leftovers = [p for p in out.rglob("*") if ".partial." in p.name or p.name.startswith(".")]
+    assert not leftovers, leftovers
+
+
+# --------------------------------------------------------------------------- real data
+
+RECIPES = {
+    "bes": """family: bes
+stage: ci_bes
+model: bes-tiny
+folds: [0]
+max_train_tiles: 64
+max_val_tiles: 32
+bn_momentum: 0.9
+phases:
+  - name: bce_dice
+    loss: bce_dice
+    optimizer: {name: adam, lr: 1.0e-3}
+    batch_size: 16
+    epochs: 1
+    schedule: constant
+    init: scratch
+    augmentation: bes
+predict:
+  - {phase: bce_dice, file: best}
+""",
+    "phalanx": """family: phalanx
+stage: ci_phalanx
+model: phalanx-v5-tiny
+folds: [0]
+max_train_tiles: 64
+max_val_tiles: 32
+phases:
+  - name: lovasz
+    loss: lovasz
+    optimizer: {name: adam, lr: 1.0e-3}
+    batch_size: 16
+    epochs: 1
+    schedule: constant
+    init: scratch
+    augmentation: phalanx
+predict:
+  - {phase: lovasz, file: best}
+""",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.xdist_group("pipeline_real")
+def test_predict_sh_on_the_real_test_tiles(tgs_data: Path, tmp_path: Path) -> None:
+    """Tiny networks trained here on real tiles; predict.sh over all 18,000 test tiles."""
+    settings = tmp_path / "SETTINGS.json"
+    settings.write_text(
+        json.dumps(
+            {
+                "DATA_DIR": str(tgs_data),
+                "BES_WEIGHTS_DIR": "weights/bes",
+                "PHALANX_WEIGHTS_DIR": "weights/phalanx",
+                "PREDICTIONS_DIR": "predictions",
+                "PROFILE": "full",
+            }
+        )
+    )
+    saltseg = str(VENV / "bin" / "saltseg")
+    args = []
+    for family, text in RECIPES.items():
+        recipe = tmp_path / f"{family}.yaml"
+        recipe.write_text(text)
+        subprocess.run(
+            [saltseg, "--settings", str(settings), "train", "--recipe", str(recipe)],
+            env=_env(),
+            check=True,
+            capture_output=True,
+        )
+        args += [f"--{family}-recipe", str(recipe)]
+    proc = subprocess.run(
+        ["bash", str(ROOT / "predict.sh"), "--settings", str(settings), "--no-tta", *args],
+        env=_env(SALTSEG=saltseg),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "[predict bes/ci_bes] 18000 tiles" in proc.stdout
+    ids, masks = read_rle_csv(tmp_path / "predictions/test_prediction.csv")
+    sample = pd.read_csv(tgs_data / "sample_submission.csv")
+    assert ids == sample["id"].tolist()  # every id once, in sample_submission order
+    assert len(set(ids)) == 18000
+    black = is_black(read_images([tgs_data / "test/images" / f"{i}.png" for i in ids]))
+    assert black.sum() == 430 and not masks[black].any()
+    coverage = masks.reshape(len(masks), -1).mean(axis=1)
+    assert np.isfinite(coverage).all()
+    assert "jigsaw-mosaic post-processing" in proc.stdout
