@@ -6,6 +6,9 @@
 # The tiles are SETTINGS.json's NEW_TEST_IMAGES_DATA (any folder of 101x101 PNGs; ids
 # are the sorted file names) or DATA_DIR/test/images when it is null.
 #
+# With --profile cpu (or PROFILE cpu): the one network of the cpu profile, phalanx stage 1,
+# alone (no blend; b.e.s. has no cpu profile).
+#
 # usage: ./predict.sh [--profile full|cpu|tiny] [--settings FILE] [--threshold T]
 #                     [--bes-stage S | --bes-recipe FILE] [--phalanx-stage S | --phalanx-recipe FILE]
 #                     [--no-tta] [--no-postprocess]
@@ -20,6 +23,7 @@ POSTPROCESS=1
 TTA_ARGS=()
 BES=(--family bes --stage stage2)
 PHALANX=(--family phalanx --stage stage3)
+PHALANX_SET=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --profile) PROFILE_ARGS=(--profile "${2:?--profile needs a value}"); shift 2 ;;
@@ -28,14 +32,14 @@ while [[ $# -gt 0 ]]; do
     --bes-stage) BES_STAGE="${2:?--bes-stage needs a stage}"; BES=(--family bes --stage "$BES_STAGE"); shift 2 ;;
     --phalanx-stage)
       PHALANX_STAGE="${2:?--phalanx-stage needs a stage}"
-      PHALANX=(--family phalanx --stage "$PHALANX_STAGE"); shift 2 ;;
+      PHALANX=(--family phalanx --stage "$PHALANX_STAGE"); PHALANX_SET=1; shift 2 ;;
     --bes-recipe) BES_STAGE="$(recipe_stage "${2:?--bes-recipe needs a file}")"; BES=(--recipe "$2"); shift 2 ;;
     --phalanx-recipe)
       PHALANX_STAGE="$(recipe_stage "${2:?--phalanx-recipe needs a file}")"
-      PHALANX=(--recipe "$2"); shift 2 ;;
+      PHALANX=(--recipe "$2"); PHALANX_SET=1; shift 2 ;;
     --no-tta) TTA_ARGS=(--no-tta); shift ;;
     --no-postprocess) POSTPROCESS=0; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see ./predict.sh --help)" ;;
   esac
 done
@@ -47,14 +51,26 @@ PROBS="$PRED/probs/test"
 CSV="$PRED/test_prediction.csv"
 echo "predict.sh: tiles in $IMAGES -> $CSV ${PROFILE_ARGS[*]}"
 
-step "predict with b.e.s. $BES_STAGE"
-saltseg predict "${BES[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${PROFILE_ARGS[@]}"
-step "predict with phalanx $PHALANX_STAGE"
-saltseg predict "${PHALANX[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${PROFILE_ARGS[@]}"
+if [[ "${PROFILE_ARGS[1]:-$(setting PROFILE)}" == cpu ]]; then
+  if [[ "$PHALANX_SET" == 0 ]]; then
+    PHALANX_STAGE=stage1
+    PHALANX=(--family phalanx --stage stage1)
+  fi
+  step "predict with phalanx $PHALANX_STAGE (cpu profile: one network)"
+  saltseg predict "${PHALANX[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${PROFILE_ARGS[@]}"
+  step "threshold and write the submission"
+  saltseg ensemble "$PROBS/phalanx_$PHALANX_STAGE.h5" --minmax none --threshold "$THRESHOLD" \
+    --images "$IMAGES" --out "$CSV"
+else
+  step "predict with b.e.s. $BES_STAGE"
+  saltseg predict "${BES[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${PROFILE_ARGS[@]}"
+  step "predict with phalanx $PHALANX_STAGE"
+  saltseg predict "${PHALANX[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${PROFILE_ARGS[@]}"
 
-step "blend and write the submission"
-saltseg ensemble "$PROBS/bes_$BES_STAGE.h5" "$PROBS/phalanx_$PHALANX_STAGE.h5" \
-  --weights 0.5 0.5 --threshold "$THRESHOLD" --images "$IMAGES" --out "$CSV"
+  step "blend and write the submission"
+  saltseg ensemble "$PROBS/bes_$BES_STAGE.h5" "$PROBS/phalanx_$PHALANX_STAGE.h5" \
+    --weights 0.5 0.5 --threshold "$THRESHOLD" --images "$IMAGES" --out "$CSV"
+fi
 
 if [[ "$POSTPROCESS" == 1 ]]; then
   step "jigsaw-mosaic post-processing"

@@ -5,23 +5,28 @@
 #            -> blend of their test predictions -> pseudo-labels (b.e.s. and phalanx rules)
 #   round 2: b.e.s. stage 2 and phalanx stage 2 -> blend -> pseudo-labels v2 (all tiles)
 #   round 3: phalanx stage 3
+# With --profile cpu: one network only, phalanx stage 1's cpu profile (fold 0, a 30-minute
+# budget; README, "CPU profile"), validated and used to predict the test tiles.
 #
 # Every step skips work that is complete (finished phases and folds, up-to-date
 # predictions and pseudo-labels), so rerunning after a crash resumes where it stopped.
 # Each trained stage's out-of-fold validation score is printed.
 #
 # usage: ./train.sh [--profile full|cpu|tiny] [--settings FILE] [--until 1|2|3]
+#                   [--budget-minutes M]   (wall-clock budget per fold; cpu profile: 30)
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
 
 UNTIL=3
+BUDGET_ARGS=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --profile) PROFILE_ARGS=(--profile "${2:?--profile needs a value}"); shift 2 ;;
     --settings) SETTINGS="${2:?--settings needs a file}"; shift 2 ;;
     --until) UNTIL="${2:?--until needs 1, 2 or 3}"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --budget-minutes) BUDGET_ARGS=(--budget-minutes "${2:?--budget-minutes needs a number}"); shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see ./train.sh --help)" ;;
   esac
 done
@@ -41,7 +46,8 @@ echo "train.sh: settings $SETTINGS, profile $PROFILE, predictions in $PRED"
 
 train_stage() { # family stage
   step "train $1 $2"
-  saltseg train --family "$1" --stage "$2" --all-folds --verbose 0 "${PROFILE_ARGS[@]}"
+  saltseg train --family "$1" --stage "$2" --all-folds --verbose 0 "${PROFILE_ARGS[@]}" \
+    "${BUDGET_ARGS[@]}"
   step "validate $1 $2 (out-of-fold)"
   saltseg predict --family "$1" --stage "$2" --set oof "${PROFILE_ARGS[@]}"
   step "predict the competition test tiles with $1 $2"
@@ -63,6 +69,13 @@ pseudo() { # round rule
   step "round $1 pseudo-labels, $2 rule"
   saltseg pseudo "$PROBS/round$1_blend.h5" --rule "$2" --out "pseudo/round$1_$2" "${PSEUDO_ARGS[@]}"
 }
+
+if [[ "$PROFILE" == cpu ]]; then
+  train_stage phalanx stage1
+  echo
+  echo "train.sh: done (cpu profile: one phalanx network). Predict with ./predict.sh --profile cpu"
+  exit 0
+fi
 
 train_stage bes stage1
 train_stage phalanx stage1

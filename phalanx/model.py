@@ -42,6 +42,7 @@ from saltseg.layers import (
     feature_pyramid_attention,
     fuse_decoder_block,
     hypercolumn,
+    upsample,
     upsample_decoder_block,
 )
 
@@ -74,13 +75,17 @@ def build_phalanx(
     dropout: float | None = None,
     encoder_weights: str | os.PathLike[str] | None = None,
     input_size: int | None = None,
+    stem: str | None = None,
     name: str | None = None,
 ) -> keras.Model:
     """Build a phalanx U-ResNet34 (``variant`` ``"v4"``, ``"v3"`` or ``"v5"``).
 
     ``dropout`` defaults to the variant's (0 for v4, 0.4 for v3/v5); ``input_size`` to 256
-    (v4, v3) or 128 (v5), and must be a multiple of 32 (64 for the 7x7/2 stem).
-    Outputs: ``logits`` (v4, v5) or ``fused``, ``pixel``, ``empty`` (v3), all logits.
+    (v4, v3) or 128 (v5), and must be a multiple of 32 (64 for a stride-2 stem).
+    ``stem`` overrides the variant's (``"3x3/2"`` halves the resolution of the whole v5
+    network: its head then works at half size and its logits are up-sampled x2, bilinear;
+    the cpu profile's network). Outputs: ``logits`` (v4, v5) or ``fused``, ``pixel``,
+    ``empty`` (v3), all logits.
     """
     try:
         spec = VARIANTS[variant]
@@ -89,7 +94,8 @@ def build_phalanx(
             f"unknown phalanx variant {variant!r}; choose from {sorted(VARIANTS)}"
         ) from None
     size = spec.input_size if input_size is None else int(input_size)
-    multiple = 64 if spec.stem == "7x7" else 32
+    stem = spec.stem if stem is None else stem
+    multiple = 32 if stem == "3x3" else 64
     if size % multiple:
         raise ValueError(f"phalanx {variant}: input_size must be a multiple of {multiple}")
     rate = spec.dropout if dropout is None else float(dropout)
@@ -100,7 +106,7 @@ def build_phalanx(
         inputs,
         width=width,
         depths=depths,
-        stem=spec.stem,
+        stem=stem,
         max_pool=False,
         stage_hook=lambda t, s: ENCODER_SCSE(t, f"encode{s + 1}_scse"),
         bn=bn,
@@ -128,7 +134,11 @@ def build_phalanx(
         head_filters = width if spec.decode1 else max(1, width // 2)
         x = layers.Conv2D(head_filters, 3, padding="same", name="logit_conv")(hyper)
         x = layers.Activation("elu", name="logit_elu")(x)
-        outputs = layers.Conv2D(1, 1, use_bias=False, name="logits")(x)
+        if int(x.shape[1]) == size:
+            outputs = layers.Conv2D(1, 1, use_bias=False, name="logits")(x)
+        else:  # a stride-2 stem without decode1: up-sample the logits to the input size
+            x = layers.Conv2D(1, 1, use_bias=False, name="logits_half")(x)
+            outputs = upsample(x, size // int(x.shape[1]), "logits")
 
     model = keras.Model(inputs, outputs, name=name or f"phalanx_res34unet_{variant}")
     if encoder_weights is not None:

@@ -17,7 +17,8 @@ from saltseg.errors import SaltsegError
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _settings(args: argparse.Namespace):
+def settings_from_args(args: argparse.Namespace):
+    """The settings of ``--settings`` (default ``SETTINGS.json``)."""
     from saltseg.settings import load_settings
 
     return load_settings(args.settings)
@@ -26,7 +27,7 @@ def _settings(args: argparse.Namespace):
 def _data_dir(args: argparse.Namespace) -> Path:
     if getattr(args, "data", None):
         return Path(args.data)
-    return _settings(args).data_dir
+    return settings_from_args(args).data_dir
 
 
 # --------------------------------------------------------------------------- eval
@@ -145,7 +146,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_settings(args: argparse.Namespace) -> int:
     """Print the resolved settings."""
-    for key, value in _settings(args).resolved().items():
+    for key, value in settings_from_args(args).resolved().items():
         print(f"{key}: {value}")
     return 0
 
@@ -155,17 +156,11 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a stage of a family (resumes and skips finished work)."""
-    from saltseg.errors import ConfigError
-    from saltseg.recipe import load_recipe, load_stage
+    from saltseg.recipe import resolve_recipe
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     profile = args.profile or settings.PROFILE
-    if args.recipe:
-        recipe = load_recipe(args.recipe, profile)
-    elif args.family and args.stage:
-        recipe = load_stage(args.family, args.stage, profile)
-    else:
-        raise ConfigError("give --family and --stage (or --recipe FILE)")
+    recipe = resolve_recipe(args.recipe, args.family, args.stage, profile)
     folds = None if args.all_folds or args.fold is None else [args.fold]
     from saltseg.training import stage_dir, train_stage
 

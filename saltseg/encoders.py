@@ -162,7 +162,8 @@ def resnet34(
 ) -> EncoderFeatures:
     """ResNet34 encoder (basic blocks ``depths``, torchvision layout).
 
-    ``stem``: ``"7x7"`` (7x7/2 conv) or ``"3x3"`` (3x3/1 conv, phalanx stage 3);
+    ``stem``: ``"7x7"`` (7x7/2 conv), ``"3x3"`` (3x3/1 conv, phalanx stage 3) or
+    ``"3x3/2"`` (3x3/2 conv: half the resolution at a ninth of the 7x7's cost, cpu profile);
     ``max_pool``: the 3x3/2 max-pool after the stem (phalanx removes it).
     Stage ``s`` has ``width * 2**(s-1)`` channels.
     """
@@ -171,10 +172,10 @@ def resnet34(
     inputs = x
     if stem == "7x7":
         x = conv2d(x, width, 7, "conv0", strides=2)
-    elif stem == "3x3":
-        x = conv2d(x, width, 3, "conv0", strides=1)
+    elif stem in ("3x3", "3x3/2"):
+        x = conv2d(x, width, 3, "conv0", strides=1 if stem == "3x3" else 2)
     else:
-        raise ValueError(f"stem must be '7x7' or '3x3', got {stem!r}")
+        raise ValueError(f"stem must be '7x7', '3x3' or '3x3/2', got {stem!r}")
     x = batch_norm(x, "bn0", bn)
     x = stem_out = layers.Activation("relu", name="relu0")(x)
     if max_pool:

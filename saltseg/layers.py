@@ -143,7 +143,7 @@ class BilinearUpsample(layers.Layer):
 
     This is PyTorch's ``F.upsample(..., mode="bilinear", align_corners=True)``, which the
     phalanx networks use; ``keras.layers.UpSampling2D`` implements the half-pixel variant.
-    Written with ``keras.ops.take`` and constant weights, so it needs static spatial sizes.
+    Written as two matrix products with constant weights, so it needs static spatial sizes.
     """
 
     def __init__(self, factor: int, **kwargs: Any) -> None:
@@ -160,14 +160,22 @@ class BilinearUpsample(layers.Layer):
         hi = np.minimum(lo + 1, n_in - 1).astype("int32")
         return lo, hi, (pos - lo).astype("float32")
 
+    def _matrix(self, n_in: int) -> np.ndarray:
+        """``(n_in, n_in * factor)`` interpolation weights: output ``j`` mixes two inputs."""
+        n_out = n_in * self.factor
+        lo, hi, w = self._taps(n_in, n_out)
+        m = np.zeros((n_in, n_out), dtype="float32")
+        cols = np.arange(n_out)
+        np.add.at(m, (lo, cols), 1.0 - w)
+        np.add.at(m, (hi, cols), w)
+        return m
+
     def _resize_axis(self, x: Any, axis: int, n_in: int) -> Any:
-        lo, hi, w = self._taps(n_in, n_in * self.factor)
-        shape = [1, 1, 1, 1]
-        shape[axis] = w.size
-        weight = ops.cast(ops.convert_to_tensor(w.reshape(shape)), x.dtype)
-        a = ops.take(x, ops.convert_to_tensor(lo), axis=axis)
-        b = ops.take(x, ops.convert_to_tensor(hi), axis=axis)
-        return a + (b - a) * weight
+        # a matrix product (not a gather): its gradient is another matrix product, where a
+        # gather's is a scatter-add, slower on CPU
+        m = ops.cast(ops.convert_to_tensor(self._matrix(n_in)), x.dtype)
+        spec = "bhwc,hH->bHwc" if axis == 1 else "bhwc,wW->bhWc"
+        return ops.einsum(spec, x, m)
 
     def call(self, inputs: Any) -> Any:
         h, w = inputs.shape[1], inputs.shape[2]

@@ -10,23 +10,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from saltseg.cli import settings_from_args
 from saltseg.errors import ConfigError
 
 
-def _settings(args: argparse.Namespace):
-    from saltseg.settings import load_settings
-
-    return load_settings(args.settings)
-
-
 def _recipe(args: argparse.Namespace, profile: str):
-    from saltseg.recipe import load_recipe, load_stage
+    from saltseg.recipe import resolve_recipe
 
-    if args.recipe:
-        return load_recipe(args.recipe, profile)
-    if args.family and args.stage:
-        return load_stage(args.family, args.stage, profile)
-    raise ConfigError("give --family and --stage (or --recipe FILE)")
+    return resolve_recipe(args.recipe, args.family, args.stage, profile)
 
 
 def _under(base: Path, value: str) -> Path:
@@ -57,7 +48,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from saltseg.predict import predict_oof, predict_test, probs_path
     from saltseg.training import stage_dir
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     profile = args.profile or settings.PROFILE
     recipe = _recipe(args, profile)
     root = stage_dir(settings, recipe)
@@ -93,7 +84,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     from saltseg.predict import black_tiles
     from saltseg.probs import read_probs
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     maps = [read_probs(p) for p in args.probs]
     b = blend(maps, args.weights, args.minmax)
     images = _images_of(args, maps[0].meta, None)
@@ -105,7 +96,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     write_submission(out, b.ids, masks, order)
     if args.out_probs:
         save_blend(
-            Path(args.out_probs), b, [str(p) for p in args.probs], b_weights(args, maps), images
+            Path(args.out_probs), b, [str(p) for p in args.probs], blend_weights(args, maps), images
         )
     empty = int((masks.reshape(len(masks), -1).sum(axis=1) == 0).sum())
     normed = [Path(p).name for p, n in zip(args.probs, b.normalised, strict=True) if n]
@@ -118,7 +109,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
-def b_weights(args: argparse.Namespace, maps: list[Any]) -> list[float]:
+def blend_weights(args: argparse.Namespace, maps: list[Any]) -> list[float]:
+    """The ``--weights`` given, else one per probability file (the blend normalises)."""
     return list(args.weights) if args.weights else [1.0] * len(maps)
 
 
@@ -131,7 +123,7 @@ def cmd_pseudo(args: argparse.Namespace) -> int:
     from saltseg.probs import read_probs
     from saltseg.pseudo import is_complete, make_pseudo_labels
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     source = Path(args.probs)
     out = _under(settings.predictions_dir, args.out)
     if not args.force and is_complete(out, source, args.rule):

@@ -313,3 +313,18 @@ def load_stage(family: str, stage: str, profile: str = "full") -> StageRecipe:
             f"expected {family}/{stage}"
         )
     return recipe
+
+
+def resolve_recipe(
+    recipe: str | os.PathLike[str] | None,
+    family: str | None,
+    stage: str | None,
+    profile: str = "full",
+) -> StageRecipe:
+    """The recipe a command names: a YAML file, else a family's stage (CLI ``--recipe`` or
+    ``--family``/``--stage``)."""
+    if recipe:
+        return load_recipe(recipe, profile)
+    if family and stage:
+        return load_stage(family, stage, profile)
+    raise ConfigError("give --family and --stage (or --recipe FILE)")

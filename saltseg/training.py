@@ -250,6 +250,17 @@ def scale_phase(phase: PhaseConfig, epochs: int) -> PhaseConfig:
     return phase.model_copy(update={"cosine": cosine, "epochs": None})
 
 
+def truncate_cycles(cycle_epochs: list[int], epochs: int) -> list[int]:
+    """The cycles of the first ``epochs`` epochs: the cycle running at the end is cut."""
+    out: list[int] = []
+    for length in cycle_epochs:
+        if sum(out) + length >= epochs:
+            out.append(epochs - sum(out))
+            break
+        out.append(int(length))
+    return out
+
+
 class Budget:
     """A fold chain's wall-clock budget: time spent (persisted, so resumed runs count what
     killed ones spent) and measured speeds, and the epochs that fit in what is left."""
@@ -355,7 +366,15 @@ def _phase_tiles(phase: PhaseConfig, fold_data: FoldData) -> TileSet:
 
 class BudgetGuard(keras.callbacks.Callback):
     """Under a wall-clock budget: records speeds and time spent after every epoch, and
-    stops the phase when the next epoch would not end within the budget."""
+    when the plan no longer fits, shortens the phase (``shorten(epoch, epochs_left)``
+    returns the new 0-based last epoch or ``None``; it can cut the running cosine cycle so
+    that it still anneals and ends with its snapshot) or stops it when not even one more
+    epoch fits.
+
+    The speed is each epoch's whole wall time (steps, data waits, callbacks, checkpoints;
+    validation left out), measured between the starts of consecutive epochs after the
+    first one this guard sees (which traces the graph); until there is one, the median
+    steady step time."""
 
     def __init__(
         self,
@@ -364,19 +383,51 @@ class BudgetGuard(keras.callbacks.Callback):
         validation: ValidationScore,
         batch: int,
         epoch_seconds: Any,
+        shorten: Any = None,
+        steps: int = 1,
     ) -> None:
         super().__init__()
         self.budget = budget
         self.timer = timer
         self.validation = validation
         self.batch = batch
+        self.steps = max(1, int(steps))
         self.epoch_seconds = epoch_seconds  # () -> estimated seconds of the next epoch
+        self.shorten = shorten
+        self.last_epoch: int | None = None  # 0-based; set when the phase was shortened
+        self.epoch_walls: list[float] = []  # seconds of whole epochs, validation left out
+        self._began: float | None = None
+        self._val_s = 0.0
+        self._seen = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        now = time.perf_counter()
+        if self._began is not None and self._seen >= 2:
+            self.epoch_walls.append(now - self._began - self._val_s)
+        self._began = now
+
+    def step_seconds(self) -> float | None:
+        """Seconds per training step: recent whole epochs, else the steady step median."""
+        if self.epoch_walls:
+            return float(np.median(self.epoch_walls[-5:])) / self.steps
+        return self.timer.median
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.budget.observe(self.timer.median, self.batch, self.validation.seconds)
+        self._seen += 1
+        logs = logs or {}
+        self._val_s = float(logs.get("val_seconds", 0.0)) if "val_score" in logs else 0.0
+        self.budget.observe(self.step_seconds(), self.batch, self.validation.seconds)
         self.budget.save()
-        if self.budget.remaining() - Budget.RESERVE_S < self.epoch_seconds():
+        if self.last_epoch is not None and epoch >= self.last_epoch:
             self.model.stop_training = True
+            return
+        left = self.budget.remaining() - Budget.RESERVE_S
+        if left < self.epoch_seconds():
+            self.model.stop_training = True
+        elif self.shorten is not None:
+            last = self.shorten(epoch, int(left // self.epoch_seconds()))
+            if last is not None:
+                self.last_epoch = last
 
 
 def run_phase(
@@ -486,8 +537,34 @@ def run_phase(
                 p.validate_every
             )
 
+        def shorten(epoch: int, fit: int) -> int | None:
+            """Behind the plan in the chain's last phase: end it after ``fit`` more
+            epochs, the running cosine cycle cut to end there (0-based last epoch)."""
+            p = plan["phase"]
+            end = epoch + 1 + fit
+            if not plan["final"] or rest or p.cosine is None or cosine_cb is None:
+                return None
+            if end >= p.total_epochs:
+                return None
+            cycles = truncate_cycles(p.cosine.cycle_epochs, end)
+            p = p.model_copy(
+                update={"cosine": p.cosine.model_copy(update={"cycle_epochs": cycles})}
+            )
+            plan.update(phase=p, validate=set(validated_epochs(p)))
+            cosine_cb.set_cycles(cycles)
+            print(f"{label}: behind the budget plan, ending after epoch {end}: {_plan_text(p)}")
+            return end - 1
+
         callbacks.append(
-            BudgetGuard(budget, timer, validation, phase.batch_size, next_epoch_seconds)
+            BudgetGuard(
+                budget,
+                timer,
+                validation,
+                phase.batch_size,
+                next_epoch_seconds,
+                shorten,
+                steps=len(tiles) // min(phase.batch_size, len(tiles)),
+            )
         )
 
     def extra_state() -> dict[str, Any]:
@@ -560,6 +637,7 @@ def run_phase(
             print(f"{label}: budget plan: {_plan_text(phase)}", flush=True)
     if start_epoch < epochs and not model.stop_training:
         fit(start_epoch, epochs)
+    phase = plan["phase"]  # as planned, and shortened if the budget cut it
     ran = len(log_cb.records) - ran
     seconds = time.perf_counter() - t0
     stopped_in = len(log_cb.records) - 1

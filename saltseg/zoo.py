@@ -20,10 +20,15 @@ if TYPE_CHECKING:  # keras is imported lazily so that the CLI starts fast
 
 TINY_WIDTH = 16
 TINY_DEPTHS = (1, 1, 1, 1)
-# Networks of the ``cpu`` profile (name of the full network -> its size), chosen by
-# measurement on 2 CPU cores (see README, "CPU profile", and bench/cpu_budget.py).
-CPU_SIZES: dict[str, dict[str, Any]] = {
-    "phalanx-v5": {"width": 16, "depths": (1, 1, 1, 1)},
+# Networks of the ``cpu`` profile (name -> (full network, its size)), chosen by measurement
+# on 2 CPU cores (see README, "CPU profile", and bench/cpu_budget.py): the profile's
+# network, and a smaller one that does better under budgets of less than about 20 minutes.
+CPU_SIZES: dict[str, tuple[str, dict[str, Any]]] = {
+    "phalanx-v5-cpu": ("phalanx-v5", {"width": 32, "depths": (3, 4, 6, 3), "stem": "3x3/2"}),
+    "phalanx-v5-cpu-small": (
+        "phalanx-v5",
+        {"width": 32, "depths": (1, 1, 1, 1), "stem": "3x3/2"},
+    ),
 }
 
 
@@ -113,19 +118,19 @@ def _registry() -> dict[str, ModelSpec]:
     by_name = {s.name: s for s in specs}
     cpu_specs = [
         ModelSpec(
-            f"{base}-cpu",
+            name,
             by_name[base].family,
             by_name[base].input_size,
             by_name[base].adapter,
             by_name[base].builder,
-            {**by_name[base].kwargs, **size, "name": f"{base.replace('-', '_')}_cpu"},
+            {**by_name[base].kwargs, **size, "name": name.replace("-", "_")},
             main_output=by_name[base].main_output,
             output_kind=by_name[base].output_kind,
             tiny=True,  # a small CPU network, not one of the original networks
-            description=f"{base} (width {size['width']}, units {list(size['depths'])}) "
-            "for the cpu profile",
+            description=f"{base} (width {size['width']}, units {list(size['depths'])}, "
+            f"{size.get('stem', 'its')} stem) for the cpu profile",
         )
-        for base, size in CPU_SIZES.items()
+        for name, (base, size) in CPU_SIZES.items()
     ]
     return {s.name: s for s in [*specs, *tiny_specs, *cpu_specs]}
 

@@ -225,6 +225,24 @@ def test_tiny_forward_and_inverse(name: str) -> None:
     keras.backend.clear_session()
 
 
+def test_phalanx_stride2_stem_halves_the_network() -> None:
+    """The cpu network: a 3x3/2 stem runs the v5 network at half size, logits up-sampled."""
+    from phalanx.model import build_phalanx
+
+    model = build_phalanx("v5", width=16, depths=(1, 1, 1, 1), stem="3x3/2")
+    assert model.get_layer("conv0").strides == (2, 2)
+    assert tuple(model.get_layer("hypercolumn").output.shape[1:3]) == (64, 64)
+    assert tuple(model.get_layer("logits_half").output.shape[1:]) == (64, 64, 1)
+    assert tuple(model.output.shape) == (None, 128, 128, 1)
+    assert model.output_names == ["logits"]
+    assert get_model_spec("phalanx-v5-cpu").kwargs["stem"] == "3x3/2"
+    with pytest.raises(ValueError, match="multiple of 64"):
+        build_phalanx("v5", width=16, depths=(1, 1, 1, 1), stem="3x3/2", input_size=96)
+    with pytest.raises(ValueError, match="stem must be"):
+        build_phalanx("v5", width=16, depths=(1, 1, 1, 1), stem="5x5")
+    keras.backend.clear_session()
+
+
 def test_bes_logits_head() -> None:
     model = get_model_spec("bes-tiny").build(head="logits")
     assert model.get_layer("prediction").activation.__name__ == "linear"
@@ -233,7 +251,7 @@ def test_bes_logits_head() -> None:
     keras.backend.clear_session()
 
 
-@pytest.mark.parametrize("name", ["phalanx-v3-tiny", "bes-tiny"])
+@pytest.mark.parametrize("name", ["phalanx-v3-tiny", "phalanx-v5-cpu", "bes-tiny"])
 def test_tiny_save_and_reload(name: str, tmp_path: Path) -> None:
     spec = get_model_spec(name)
     model = spec.build()

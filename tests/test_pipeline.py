@@ -175,3 +175,59 @@ def test_predict_sh_on_the_real_test_tiles(tgs_data: Path, tmp_path: Path) -> No
     coverage = masks.reshape(len(masks), -1).mean(axis=1)
     assert np.isfinite(coverage).all()
     assert "jigsaw-mosaic post-processing" in proc.stdout
+
+
+STUB = """#!/usr/bin/env bash
+# saltseg stand-in: logs its arguments; `settings` prints what the scripts read
+echo "$*" >> "$STUB_LOG"
+[[ "$3" == settings ]] &&
+  printf 'PREDICTIONS_DIR: %s\\nNEW_TEST_IMAGES_DATA: %s\\nPROFILE: %s\\n' \\
+    "$STUB_PRED" "$STUB_IMAGES" "$STUB_PROFILE"
+exit 0
+"""
+
+
+def _stub_calls(tmp_path: Path, script: str, *args: str, profile: str = "full") -> list[str]:
+    stub = tmp_path / "saltseg-stub"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    (tmp_path / "SETTINGS.json").write_text("{}")
+    log = tmp_path / f"{script}.log"
+    log.unlink(missing_ok=True)
+    env = _env(
+        SALTSEG=str(stub),
+        STUB_LOG=str(log),
+        STUB_PRED="/p",
+        STUB_IMAGES="/tiles",
+        STUB_PROFILE=profile,
+    )
+    cmd = ["bash", str(ROOT / script), "--settings", str(tmp_path / "SETTINGS.json"), *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    prefix = f"--settings {tmp_path / 'SETTINGS.json'} "
+    return [c.removeprefix(prefix) for c in log.read_text().splitlines() if " settings" not in c]
+
+
+def test_cpu_profile_scripts_run_the_one_cpu_network(tmp_path: Path) -> None:
+    """train.sh/predict.sh with the cpu profile: phalanx stage 1 alone, no blend, no b.e.s."""
+    calls = _stub_calls(tmp_path, "train.sh", "--profile", "cpu", "--budget-minutes", "12")
+    assert calls == [
+        "train --family phalanx --stage stage1 --all-folds --verbose 0 --profile cpu "
+        "--budget-minutes 12",
+        "predict --family phalanx --stage stage1 --set oof --profile cpu",
+        "predict --family phalanx --stage stage1 --competition-test --profile cpu",
+    ]
+    # the profile may come from SETTINGS.json as well as from --profile
+    for args, profile in ((["--profile", "cpu"], "full"), ([], "cpu")):
+        calls = _stub_calls(tmp_path, "predict.sh", *args, "--no-postprocess", profile=profile)
+        extra = " --profile cpu" if args else ""
+        assert calls == [
+            f"predict --family phalanx --stage stage1 --images /tiles{extra}",
+            "ensemble /p/probs/test/phalanx_stage1.h5 --minmax none --threshold 0.5 "
+            "--images /tiles --out /p/test_prediction.csv",
+        ], calls
+    full = _stub_calls(tmp_path, "predict.sh", "--no-postprocess")
+    assert [c.split()[:5] for c in full[:2]] == [
+        ["predict", "--family", "bes", "--stage", "stage2"],
+        ["predict", "--family", "phalanx", "--stage", "stage3"],
+    ]

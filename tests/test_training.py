@@ -280,7 +280,8 @@ def test_budget_rescales_the_chain_and_ends_on_time(workspace: Path, capsys) -> 
     # far fewer epochs than the nominal 40 + 40; the second phase was planned at its start
     done = json.loads((fold / "lovasz" / "DONE.json").read_text())
     assert 1 <= len(bce_log) < 40 and 1 <= len(lov_log) <= sum(done["cycle_epochs"]) < 40
-    assert len(done["cycle_epochs"]) == 2 and done["epochs"] == len(lov_log)
+    # two cycles, or fewer when the budget cut the phase short (it then ends on a cycle end)
+    assert 1 <= len(done["cycle_epochs"]) <= 2 and done["epochs"] == len(lov_log)
     assert (fold / "lovasz" / "snapshot_0.weights.h5").is_file()
     # validation on the planned epochs only: every 2nd, each cycle's end and the last
     ends = set(np.cumsum(done["cycle_epochs"]))
@@ -288,6 +289,46 @@ def test_budget_rescales_the_chain_and_ends_on_time(workspace: Path, capsys) -> 
         planned = r["epoch"] % 2 == 0 or r["epoch"] in ends
         assert ("val_score" in r) == planned or r is lov_log[-1], lov_log
     assert [r.name for r in results["fold_0"]] == ["bce_dice", "lovasz"]
+
+
+def test_budget_guard_shortens_then_stops(tmp_path: Path) -> None:
+    """Behind its plan, the last phase is cut to the epochs that still fit (its cosine
+    cycle truncated, so it still anneals); with less than one epoch left it stops."""
+    from types import SimpleNamespace
+
+    from saltseg.training import Budget, BudgetGuard, truncate_cycles
+
+    assert truncate_cycles([5, 5], 7) == [5, 2] and truncate_cycles([5, 5], 5) == [5]
+    assert truncate_cycles([5, 5], 10) == [5, 5] and truncate_cycles([9], 3) == [3]
+    budget = Budget(100.0, tmp_path / "budget.json")
+    asked: list[tuple[int, int]] = []
+    planned = {"last": 9}  # 0-based last epoch of the plan
+
+    def shorten(epoch: int, fit: int) -> int | None:  # as run_phase's: never lengthens
+        asked.append((epoch, fit))
+        if epoch + fit >= planned["last"]:
+            return None
+        planned["last"] = epoch + fit
+        return planned["last"]
+
+    guard = BudgetGuard(
+        budget, SimpleNamespace(median=0.1), SimpleNamespace(seconds=1.0), 8, lambda: 20.0, shorten
+    )
+    model = SimpleNamespace(stop_training=False)
+    guard.set_model(model)
+    guard.on_epoch_end(0)
+    assert asked == [(0, 4)] and guard.last_epoch == 4 and not model.stop_training
+    guard.on_epoch_end(3)
+    assert not model.stop_training
+    guard.on_epoch_end(4)
+    assert model.stop_training
+    assert json.loads((tmp_path / "budget.json").read_text())["tile_s"] == pytest.approx(0.1 / 8)
+    late = BudgetGuard(
+        Budget(10.0, tmp_path / "b2.json"), guard.timer, guard.validation, 8, lambda: 20.0, shorten
+    )
+    late.set_model(model := SimpleNamespace(stop_training=False))
+    late.on_epoch_end(0)
+    assert model.stop_training and len(asked) == 2
 
 
 def test_per_step_cosine_reaches_lr_min_at_the_cycle_end(tmp_path: Path) -> None:
