@@ -51,7 +51,7 @@ PROBS="$PRED/probs/test"
 CSV="$PRED/test_prediction.csv"
 echo "predict.sh: tiles in $IMAGES -> $CSV ${PROFILE_ARGS[*]}"
 
-if [[ "${PROFILE_ARGS[1]:-$(setting PROFILE)}" == cpu ]]; then
+if [[ "$(current_profile)" == cpu ]]; then
   if [[ "$PHALANX_SET" == 0 ]]; then
     PHALANX_STAGE=stage1
     PHALANX=(--family phalanx --stage stage1)

@@ -33,7 +33,7 @@ done
 [[ -f "$SETTINGS" ]] || die "$SETTINGS: settings file not found"
 [[ "$UNTIL" =~ ^[123]$ ]] || die "--until must be 1, 2 or 3"
 
-PROFILE="${PROFILE_ARGS[1]:-$(setting PROFILE)}"
+PROFILE="$(current_profile)"
 PSEUDO_ARGS=()
 if [[ "$PROFILE" == tiny ]]; then
   # Networks trained for two epochs are rarely confident: keep enough pseudo-labels

@@ -58,3 +58,8 @@ recipe_stage() {
   [[ -n "$stage" ]] || die "$1: no top-level 'stage:' in this recipe"
   echo "$stage"
 }
+
+# The profile in use: --profile when given, else SETTINGS.json's PROFILE.
+current_profile() {
+  if [[ ${#PROFILE_ARGS[@]} -gt 0 ]]; then echo "${PROFILE_ARGS[1]}"; else setting PROFILE; fi
+}
