@@ -51,22 +51,25 @@ PROBS="$PRED/probs/test"
 CSV="$PRED/test_prediction.csv"
 echo "predict.sh: tiles in $IMAGES -> $CSV ${PROFILE_ARGS[*]}"
 
+CPU=0
 if [[ "$(current_profile)" == cpu ]]; then
+  CPU=1
   if [[ "$PHALANX_SET" == 0 ]]; then
     PHALANX_STAGE=stage1
     PHALANX=(--family phalanx --stage stage1)
   fi
-  step "predict with phalanx $PHALANX_STAGE (cpu profile: one network)"
-  saltseg predict "${PHALANX[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${PROFILE_ARGS[@]}"
-  step "threshold and write the submission"
-  saltseg ensemble "$PROBS/phalanx_$PHALANX_STAGE.h5" --minmax none --threshold "$THRESHOLD" \
-    --images "$IMAGES" --out "$CSV"
 else
   step "predict with b.e.s. $BES_STAGE"
   saltseg predict "${BES[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${PROFILE_ARGS[@]}"
-  step "predict with phalanx $PHALANX_STAGE"
-  saltseg predict "${PHALANX[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${PROFILE_ARGS[@]}"
+fi
+step "predict with phalanx $PHALANX_STAGE"
+saltseg predict "${PHALANX[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${PROFILE_ARGS[@]}"
 
+if [[ "$CPU" == 1 ]]; then
+  step "threshold and write the submission (cpu profile: one network)"
+  saltseg ensemble "$PROBS/phalanx_$PHALANX_STAGE.h5" --minmax none --threshold "$THRESHOLD" \
+    --images "$IMAGES" --out "$CSV"
+else
   step "blend and write the submission"
   saltseg ensemble "$PROBS/bes_$BES_STAGE.h5" "$PROBS/phalanx_$PHALANX_STAGE.h5" \
     --weights 0.5 0.5 --threshold "$THRESHOLD" --images "$IMAGES" --out "$CSV"
