@@ -9,7 +9,8 @@ profile's weights (the final phase's snapshots, no choice made on held-out score
 horizontal-flip TTA, tunes the threshold on one half of the split and reports the
 competition score on the other half. Also reports the epochs done, training tiles/s in the
 steady state and the FLOP/s achieved against this machine's measured float32 matmul peak
-(forward FLOPs of the Conv/Dense layers counted analytically, training ~ 3x forward).
+(forward FLOPs of the Conv/Dense layers counted analytically, training ~ 3x forward), and
+against the bfloat16 peak too when the profile trains in mixed bfloat16.
 Prints a Markdown table; the training time counts towards the budget, prediction does not.
 """
 
@@ -30,14 +31,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def matmul_peak_gflops(sizes: tuple[int, ...] = (1024, 2048, 3072), reps: int = 4) -> float:
-    """Best float32 GFLOP/s of a square matmul (TensorFlow/oneDNN, all cores)."""
+def matmul_peak_gflops(
+    sizes: tuple[int, ...] = (1024, 2048, 3072), reps: int = 4, dtype: str = "float32"
+) -> float:
+    """Best GFLOP/s of a square ``dtype`` matmul (TensorFlow/oneDNN, all cores)."""
     import tensorflow as tf
 
     best = 0.0
     for n in sizes:
-        a = tf.random.normal((n, n))
-        b = tf.random.normal((n, n))
+        a = tf.cast(tf.random.normal((n, n)), dtype)
+        b = tf.cast(tf.random.normal((n, n)), dtype)
         tf.matmul(a, b).numpy()
         t0 = time.perf_counter()
         for _ in range(reps):
@@ -90,6 +93,7 @@ def run(minutes: float, data: Path, work: Path, seed: int = 0) -> dict:
 
     from saltseg.callbacks import load_model_weights, predict_probabilities
     from saltseg.metric import best_threshold, score
+    from saltseg.precision import resolve_precision
     from saltseg.recipe import load_stage
     from saltseg.settings import load_settings
     from saltseg.training import build_model, prepare_fold, stage_dir, train_stage
@@ -111,7 +115,10 @@ def run(minutes: float, data: Path, work: Path, seed: int = 0) -> dict:
     recipe = load_stage("phalanx", "stage1", "cpu").model_copy(
         update={"fold_method": "coverage", "n_folds": 5, "folds": [0], "seed": seed}
     )
+    policy = resolve_precision(recipe.precision)
     peak = matmul_peak_gflops()
+    # the training arithmetic's own peak: bfloat16 products run at about twice float32's
+    peak_policy = matmul_peak_gflops(dtype="bfloat16") if policy == "mixed_bfloat16" else peak
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     train_stage(recipe, settings, profile="cpu", verbose=0, budget_minutes=minutes)
@@ -163,6 +170,7 @@ def run(minutes: float, data: Path, work: Path, seed: int = 0) -> dict:
     return {
         "minutes": minutes,
         "model": recipe.model,
+        "precision": policy,
         "train_tiles": n_train,
         "heldout_tiles": len(truth),
         "score_test_half": test_score,
@@ -184,15 +192,30 @@ def run(minutes: float, data: Path, work: Path, seed: int = 0) -> dict:
         "gflops": gflops,
         "peak_gflops": peak,
         "share_of_peak": gflops / peak,
+        "peak_precision_gflops": peak_policy,
+        "share_of_precision_peak": gflops / peak_policy,
         "load": [round(x, 2) for x in (*load_before, *load_after)],
     }
 
 
 def table(r: dict) -> str:
+    achieved = (
+        f"{r['gflops']:.0f} = {100 * r['share_of_peak']:.0f}% of the measured float32 "
+        f"matmul peak {r['peak_gflops']:.0f}"
+    )
+    if r["precision"] != "float32":
+        achieved += (
+            f"; {100 * r['share_of_precision_peak']:.0f}% of the {r['precision']} "
+            f"peak {r['peak_precision_gflops']:.0f}"
+        )
     phases = ", ".join(f"{k} {v}" for k, v in r["phase_epochs"].items())
     rows = [
         ("budget", f"{r['minutes']:g} min (training took {r['train_s'] / 60:.1f} min)"),
-        ("network", f"{r['model']}, {r['fwd_gflop_per_tile']:.2f} GFLOP/tile forward"),
+        (
+            "network",
+            f"{r['model']}, {r['fwd_gflop_per_tile']:.2f} GFLOP/tile forward, "
+            f"trained in {r['precision']}",
+        ),
         ("tiles", f"{r['train_tiles']} train, {r['heldout_tiles']} held out (coverage 20%)"),
         ("epochs done", f"{r['epochs_done']} ({phases})"),
         (
@@ -206,11 +229,7 @@ def table(r: dict) -> str:
             "training tiles/s",
             f"{r['steady_tiles_s']:.1f} in steady steps, {r['overall_tiles_s']:.1f} per epoch",
         ),
-        (
-            "achieved GFLOP/s",
-            f"{r['gflops']:.0f} = {100 * r['share_of_peak']:.0f}% of the measured float32 "
-            f"matmul peak {r['peak_gflops']:.0f}",
-        ),
+        ("achieved GFLOP/s", achieved),
         ("load average", "before {} {} {}, after {} {} {}".format(*r["load"])),
     ]
     lines = ["| what | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]

@@ -71,7 +71,8 @@ def build_bes(
         x = transpose_decoder_block(x, skip, f, f"decoder_stage{i}", BES_SCSE, KERAS_BN)
     x = layers.SpatialDropout2D(dropout, name="head_dropout")(x)
     activation = "sigmoid" if head == "sigmoid" else None
-    out = layers.Conv2D(1, 1, activation=activation, name="prediction")(x)
+    # float32 whatever the dtype policy (saltseg.precision), like phalanx's heads
+    out = layers.Conv2D(1, 1, activation=activation, name="prediction", dtype="float32")(x)
     model = keras.Model(inputs, out, name=name)
     if encoder_weights is not None:
         load_encoder_weights(model, encoder_weights, enc.layer_names)

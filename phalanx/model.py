@@ -61,6 +61,11 @@ class Variant:
     deep_supervision: bool
 
 
+# The segmentation heads (logit conv, ELU, logits) and the image logit compute in float32
+# whatever the dtype policy (saltseg.precision): Lovasz sorts the errors of the logits, and
+# bfloat16 logits (8-bit mantissa) would be full of ties. Measured cost: none.
+HEAD_DTYPE = "float32"
+
 VARIANTS: dict[str, Variant] = {
     "v4": Variant(256, "7x7", decode1=True, dropout=0.0, deep_supervision=False),
     "v3": Variant(256, "7x7", decode1=True, dropout=0.4, deep_supervision=True),
@@ -132,13 +137,15 @@ def build_phalanx(
         outputs = _deep_supervision_heads(hyper, e5, width, rate, bn)
     else:
         head_filters = width if spec.decode1 else max(1, width // 2)
-        x = layers.Conv2D(head_filters, 3, padding="same", name="logit_conv")(hyper)
-        x = layers.Activation("elu", name="logit_elu")(x)
+        x = layers.Conv2D(head_filters, 3, padding="same", name="logit_conv", dtype=HEAD_DTYPE)(
+            hyper
+        )
+        x = layers.Activation("elu", name="logit_elu", dtype=HEAD_DTYPE)(x)
         if int(x.shape[1]) == size:
-            outputs = layers.Conv2D(1, 1, use_bias=False, name="logits")(x)
+            outputs = layers.Conv2D(1, 1, use_bias=False, name="logits", dtype=HEAD_DTYPE)(x)
         else:  # a stride-2 stem without decode1: up-sample the logits to the input size
-            x = layers.Conv2D(1, 1, use_bias=False, name="logits_half")(x)
-            outputs = upsample(x, size // int(x.shape[1]), "logits")
+            x = layers.Conv2D(1, 1, use_bias=False, name="logits_half", dtype=HEAD_DTYPE)(x)
+            outputs = upsample(x, size // int(x.shape[1]), "logits", dtype=HEAD_DTYPE)
 
     model = keras.Model(inputs, outputs, name=name or f"phalanx_res34unet_{variant}")
     if encoder_weights is not None:
@@ -155,15 +162,17 @@ def _deep_supervision_heads(
     if rate > 0:
         e = layers.Dropout(rate, name="image_dropout")(e)
     fuse_image = layers.Dense(width, activation="elu", name="fuse_image")(e)
-    empty = layers.Dense(1, name="empty")(fuse_image)
+    empty = layers.Dense(1, name="empty", dtype=HEAD_DTYPE)(fuse_image)
 
     fuse_pixel = conv_bn_act(hyper, width, 3, "fuse_pixel", activation="elu", bn=bn)
-    pixel = layers.Conv2D(1, 1, use_bias=False, name="pixel")(fuse_pixel)
+    pixel = layers.Conv2D(1, 1, use_bias=False, name="pixel", dtype=HEAD_DTYPE)(fuse_pixel)
 
     image_map = layers.Reshape((1, 1, width), name="fuse_image_map")(fuse_image)
     image_map = layers.UpSampling2D(size, name="fuse_image_broadcast")(image_map)
     fuse = layers.Concatenate(name="fuse")([fuse_pixel, image_map])
-    x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="logit_conv")(fuse)
-    x = layers.Activation("elu", name="logit_elu")(x)
-    fused = layers.Conv2D(1, 1, use_bias=False, name="fused")(x)
+    x = layers.Conv2D(
+        width, 3, padding="same", use_bias=False, name="logit_conv", dtype=HEAD_DTYPE
+    )(fuse)
+    x = layers.Activation("elu", name="logit_elu", dtype=HEAD_DTYPE)(x)
+    fused = layers.Conv2D(1, 1, use_bias=False, name="fused", dtype=HEAD_DTYPE)(x)
     return {"fused": fused, "pixel": pixel, "empty": empty}

@@ -199,9 +199,9 @@ class BilinearUpsample(layers.Layer):
         return {**super().get_config(), "factor": self.factor}
 
 
-def upsample(x: Any, factor: int, name: str) -> Any:
-    """Bilinear (align-corners) up-sampling by an integer ``factor``."""
-    return BilinearUpsample(factor, name=name)(x)
+def upsample(x: Any, factor: int, name: str, dtype: str | None = None) -> Any:
+    """Bilinear (align-corners) up-sampling by an integer ``factor`` (``dtype``: its policy)."""
+    return BilinearUpsample(factor, name=name, dtype=dtype)(x)
 
 
 @dataclass(frozen=True)

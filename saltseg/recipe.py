@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from saltseg.errors import ConfigError
+from saltseg.precision import Precision
 
 FAMILY_DIRS = {"bes": "bes", "phalanx": "phalanx"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,6 +128,7 @@ class ProfileConfig(_Strict):
     bn_momentum: float | None = Field(
         None, gt=0, lt=1, description="BatchNorm moving-average momentum for short runs"
     )
+    precision: Precision | None = None
     phases: list[PhaseConfig] | None = Field(
         None, min_length=1, description="replace the per-fold phases (and drop pretrain)"
     )
@@ -171,6 +173,9 @@ class StageRecipe(_Strict):
     max_val_tiles: int | None = None
     bn_momentum: float | None = Field(
         None, gt=0, lt=1, description="override every BatchNorm's momentum (None: network's)"
+    )
+    precision: Precision = Field(
+        "float32", description="training arithmetic (saltseg.precision); auto: bf16 if native"
     )
     predict: list[PredictWeights] = Field(
         default_factory=list, description="weights that predict (empty: each fold's last best)"
@@ -252,7 +257,7 @@ class StageRecipe(_Strict):
             if o.predict is not None:
                 data["predict"] = [w.model_dump() for w in o.predict]
         keys = ("model", "folds", "max_train_tiles", "max_pseudo_tiles", "max_val_tiles")
-        for key in (*keys, "bn_momentum", "budget_minutes"):
+        for key in (*keys, "bn_momentum", "budget_minutes", "precision"):
             value = getattr(o, key)
             if value is not None:
                 data[key] = value

@@ -55,6 +55,7 @@ from saltseg.errors import ConfigError, DataError
 from saltseg.folds import coverage_folds, depth_folds
 from saltseg.losses import get_loss
 from saltseg.pipeline import TileSet, TrainBatches
+from saltseg.precision import dtype_policy, resolve_precision
 from saltseg.recipe import PhaseConfig, StageRecipe
 from saltseg.rle import RLEError, decode
 from saltseg.settings import Settings
@@ -159,14 +160,19 @@ def prepare_fold(
 # --------------------------------------------------------------------------- model
 
 
-def build_model(spec: ModelSpec, bn_momentum: float | None = None) -> keras.Model:
+def build_model(
+    spec: ModelSpec, bn_momentum: float | None = None, policy: str = "float32"
+) -> keras.Model:
     """The recipe's network with a logits head (losses apply the sigmoid themselves).
 
     ``bn_momentum`` replaces every BatchNorm's moving-average momentum: b.e.s. keeps Keras
     2's 0.99, whose statistics need many hundred steps to settle, too many for a short run.
+    ``policy``: the Keras dtype policy of the layers (``saltseg.precision``); the weights
+    are float32 whatever it is.
     """
     overrides = {"head": "logits"} if spec.family == "bes" else {}
-    model = spec.build(**overrides)
+    with dtype_policy(policy):
+        model = spec.build(**overrides)
     if bn_momentum is not None:
         for layer in model._flatten_layers():
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -467,7 +473,7 @@ def run_phase(
 
     keras.utils.set_random_seed(seed)
     keras.backend.clear_session()
-    model = build_model(spec, recipe.bn_momentum)
+    model = build_model(spec, recipe.bn_momentum, resolve_precision(recipe.precision))
     compile_model(model, phase)
     adapter = get_adapter(spec.adapter)
     outputs = list(model.output_names)
@@ -725,6 +731,7 @@ def _write_config(folder: Path, recipe: StageRecipe, settings: Settings, profile
         "profile": profile,
         "settings": settings.resolved(),
         "recipe": recipe.model_dump(),
+        "precision": resolve_precision(recipe.precision),
         "python": sys.version.split()[0],
         "keras": keras.__version__,
     }

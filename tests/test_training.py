@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from saltseg import synthetic
+from saltseg.precision import resolve_precision
 from saltseg.recipe import load_stage, recipe_path
 from saltseg.settings import load_settings
 from saltseg.training import train_stage
@@ -289,6 +290,10 @@ def test_budget_rescales_the_chain_and_ends_on_time(workspace: Path, capsys) -> 
         planned = r["epoch"] % 2 == 0 or r["epoch"] in ends
         assert ("val_score" in r) == planned or r is lov_log[-1], lov_log
     assert [r.name for r in results["fold_0"]] == ["bce_dice", "lovasz"]
+    # the cpu profile's precision, resolved for this machine's CPU, is logged with the run
+    cfg = yaml.safe_load((fold / "config.yaml").read_text())
+    assert cfg["recipe"]["precision"] == recipe.precision
+    assert cfg["precision"] == resolve_precision(recipe.precision)
 
 
 def test_budget_guard_shortens_then_stops(tmp_path: Path) -> None:
