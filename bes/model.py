@@ -24,6 +24,7 @@ from keras import layers
 
 from saltseg.encoders import FULL_DEPTHS, load_encoder_weights, resnext50
 from saltseg.layers import KERAS_BN, SCSE, transpose_decoder_block
+from saltseg.precision import HEAD_DTYPE
 
 FULL_DECODER_FILTERS: tuple[int, ...] = (128, 64, 32, 16, 8)
 BES_SCSE = SCSE(reduction=2, spatial_filters=None, spatial_bias=True, spatial_gate=True)
@@ -71,8 +72,7 @@ def build_bes(
         x = transpose_decoder_block(x, skip, f, f"decoder_stage{i}", BES_SCSE, KERAS_BN)
     x = layers.SpatialDropout2D(dropout, name="head_dropout")(x)
     activation = "sigmoid" if head == "sigmoid" else None
-    # float32 whatever the dtype policy (saltseg.precision), like phalanx's heads
-    out = layers.Conv2D(1, 1, activation=activation, name="prediction", dtype="float32")(x)
+    out = layers.Conv2D(1, 1, activation=activation, name="prediction", dtype=HEAD_DTYPE)(x)
     model = keras.Model(inputs, out, name=name)
     if encoder_weights is not None:
         load_encoder_weights(model, encoder_weights, enc.layer_names)

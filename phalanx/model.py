@@ -45,6 +45,7 @@ from saltseg.layers import (
     upsample,
     upsample_decoder_block,
 )
+from saltseg.precision import HEAD_DTYPE
 
 ENCODER_SCSE = SCSE(reduction=4, spatial_filters=1, spatial_bias=False, spatial_gate=False)
 DECODER_SCSE = SCSE(reduction=16, spatial_filters=1, spatial_bias=False, spatial_gate=False)
@@ -60,11 +61,6 @@ class Variant:
     dropout: float
     deep_supervision: bool
 
-
-# The segmentation heads (logit conv, ELU, logits) and the image logit compute in float32
-# whatever the dtype policy (saltseg.precision): Lovasz sorts the errors of the logits, and
-# bfloat16 logits (8-bit mantissa) would be full of ties. Measured cost: none.
-HEAD_DTYPE = "float32"
 
 VARIANTS: dict[str, Variant] = {
     "v4": Variant(256, "7x7", decode1=True, dropout=0.0, deep_supervision=False),
