@@ -24,7 +24,7 @@ TINY_DEPTHS = (1, 1, 1, 1)
 # on 2 CPU cores (see README, "CPU profile", and bench/cpu_budget.py): the profile's
 # network, and a smaller one that does better under budgets of less than about 20 minutes.
 CPU_SIZES: dict[str, tuple[str, dict[str, Any]]] = {
-    "phalanx-v5-cpu": ("phalanx-v5", {"width": 32, "depths": (3, 4, 6, 3), "stem": "3x3/2"}),
+    "phalanx-v5-cpu": ("phalanx-v5", {"width": 32, "depths": (2, 2, 2, 2), "stem": "3x3/2"}),
     "phalanx-v5-cpu-small": (
         "phalanx-v5",
         {"width": 32, "depths": (1, 1, 1, 1), "stem": "3x3/2"},

@@ -235,7 +235,8 @@ def test_phalanx_stride2_stem_halves_the_network() -> None:
     assert tuple(model.get_layer("logits_half").output.shape[1:]) == (64, 64, 1)
     assert tuple(model.output.shape) == (None, 128, 128, 1)
     assert model.output_names == ["logits"]
-    assert get_model_spec("phalanx-v5-cpu").kwargs["stem"] == "3x3/2"
+    cpu = get_model_spec("phalanx-v5-cpu").kwargs
+    assert (cpu["stem"], cpu["width"], tuple(cpu["depths"])) == ("3x3/2", 32, (2, 2, 2, 2))
     with pytest.raises(ValueError, match="multiple of 64"):
         build_phalanx("v5", width=16, depths=(1, 1, 1, 1), stem="3x3/2", input_size=96)
     with pytest.raises(ValueError, match="stem must be"):

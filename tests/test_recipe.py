@@ -134,6 +134,8 @@ def test_cpu_profile_has_its_own_phases_and_budget() -> None:
     assert not load_stage("phalanx", "stage1").phases[0].cosine.per_step
     assert cpu.pretrain == [] and [w.phase for w in cpu.predict] == ["lovasz"]
     assert all(p.validate_every > 1 for p in cpu.phases)
+    # measured: the phalanx augmentation lets the cpu network over-fit in 30 minutes
+    assert [p.augmentation for p in cpu.phases] == ["bes", "bes"]
 
 
 def test_profile_phases_are_validated(tmp_path: Path) -> None:
