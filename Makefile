@@ -42,7 +42,7 @@ format: setup
 
 # Real-data tests run when TGS_DATA points at the Kaggle TGS folder.
 test: setup lint
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=15
 
 demo: setup
 	bash scripts/demo.sh
