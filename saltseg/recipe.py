@@ -62,6 +62,17 @@ class CosineConfig(_Strict):
         return sum(self.cycle_epochs)
 
 
+class SelfLabelConfig(_Strict):
+    """Pseudo-labels made inside the run: at the start of its phase, the weights it starts
+    from (its ``init``) label ``tiles`` test tiles (a seeded sample; black tiles left out), with
+    horizontal-flip TTA, as ``p > threshold``; the phase trains on the fold's tiles and them.
+    """
+
+    tiles: int = Field(ge=1, description="test tiles to label (all of them when fewer)")
+    flip_tta: bool = True
+    threshold: float = Field(0.5, gt=0, lt=1)
+
+
 class PhaseConfig(_Strict):
     """One ``fit``: loss, optimiser, schedule, data and how it is initialised."""
 
@@ -75,7 +86,10 @@ class PhaseConfig(_Strict):
     cosine: CosineConfig | None = None
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
     init: Literal["scratch", "previous_best", "previous_last", "pretrain"] = "previous_best"
-    data: Literal["folds", "pseudo", "folds+pseudo"] = "folds"
+    data: Literal["folds", "pseudo", "folds+pseudo", "folds+self"] = "folds"
+    self_labels: SelfLabelConfig | None = Field(
+        None, description="with data 'folds+self': the test tiles this phase labels first"
+    )
     augmentation: Literal["bes", "phalanx", "none"]
     validate_every: int = Field(
         1, ge=1, description="validate every k epochs (and at each cycle's and the phase's end)"
@@ -96,6 +110,12 @@ class PhaseConfig(_Strict):
                 raise ValueError(f"phase {self.name!r}: 'epochs' is required")
             if self.cosine is not None:
                 raise ValueError(f"phase {self.name!r}: 'cosine' given but schedule is not cosine")
+        if (self.data == "folds+self") != (self.self_labels is not None):
+            raise ValueError(
+                f"phase {self.name!r}: data 'folds+self' and a 'self_labels' block go together"
+            )
+        if self.self_labels is not None and self.init == "scratch":
+            raise ValueError(f"phase {self.name!r}: self-labelling needs 'init' from a phase")
         if self.schedule == "plateau" and self.plateau is None:
             raise ValueError(f"phase {self.name!r}: schedule 'plateau' needs a 'plateau' block")
         if self.validate_every > 1 and (self.schedule == "plateau" or self.early_stopping):
@@ -193,7 +213,9 @@ class StageRecipe(_Strict):
         names = [p.name for p in [*self.pretrain, *self.phases]]
         if len(set(names)) != len(names):
             raise ValueError(f"phase names must be unique, got {names}")
-        uses_pseudo = any(p.data != "folds" for p in [*self.pretrain, *self.phases])
+        uses_pseudo = any(
+            p.data in ("pseudo", "folds+pseudo") for p in [*self.pretrain, *self.phases]
+        )
         if uses_pseudo and not self.pseudo_labels:
             raise ValueError("a phase trains on pseudo-labels but 'pseudo_labels' is not set")
         for p in self.pretrain:
@@ -201,6 +223,10 @@ class StageRecipe(_Strict):
                 raise ValueError(f"pretrain phase {p.name!r} must use data 'pseudo'")
             if p.init == "pretrain":
                 raise ValueError(f"pretrain phase {p.name!r} cannot init from 'pretrain'")
+        if self.phases[0].self_labels is not None:
+            raise ValueError(
+                f"first phase {self.phases[0].name!r}: self-labelling needs a phase before it"
+            )
         if self.phases[0].init in ("previous_best", "previous_last") and not self.pretrain:
             raise ValueError(f"first phase {self.phases[0].name!r} has no previous phase")
         if any(p.init == "pretrain" for p in self.phases) and not self.pretrain:

@@ -10,6 +10,7 @@ Layout of a stage's outputs (``WEIGHTS/<stage>/``)::
     fold_<k>/<phase>/log.jsonl      one line per epoch (loss, val_score, lr, seconds)
     fold_<k>/<phase>/DONE.json      written last: the phase is complete
     fold_<k>/<phase>/resume/        per-epoch checkpoint while the phase runs
+    fold_<k>/<phase>/self_labels/   a ``self_labels`` phase's test-tile labels (made first)
     fold_<k>/budget.json            with a wall-clock budget: time spent, measured speeds
 
 Running the same command again skips complete phases and folds and resumes a phase from
@@ -20,7 +21,8 @@ With a wall-clock budget (``budget_minutes`` of the recipe or profile, or
 after the first epoch has measured the speed of this machine, the epochs of every phase are
 rescaled in proportion to the recipe's (cosine cycles keep their proportions, so each still
 ends with its snapshot), re-planned at the start of each phase, and a phase stops early if
-not even one more epoch fits. Time spent by killed runs counts (``budget.json``).
+not even one more epoch fits. Time spent by killed runs counts (``budget.json``), and so
+does a ``self_labels`` phase's labelling of test tiles (planned from the measured speed).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,7 @@ from saltseg.pipeline import TileSet, TrainBatches
 from saltseg.precision import dtype_policy, resolve_precision
 from saltseg.recipe import PhaseConfig, StageRecipe
 from saltseg.rle import RLEError, decode
+from saltseg.self_labels import self_label
 from saltseg.settings import Settings
 from saltseg.zoo import ModelSpec, get_model_spec
 
@@ -75,6 +78,8 @@ class FoldData:
     val: TileSet
     val_black: np.ndarray
     pseudo: TileSet | None
+    source: TGSDirectory | None = None  # where test tiles to self-label come from
+    self_labelled: TileSet | None = None  # set by a phase with ``self_labels``
 
 
 def fold_assignment(recipe: StageRecipe, data: TGSDirectory, train: TrainSet) -> np.ndarray:
@@ -154,6 +159,7 @@ def prepare_fold(
         val=all_tiles.subset(va_idx),
         val_black=train.black[va_idx],
         pseudo=pseudo,
+        source=data,
     )
 
 
@@ -273,6 +279,8 @@ class Budget:
 
     RESERVE_S = 5.0  # saving the last weights, DONE.json
     DEFAULT_OVERHEAD_S = 25.0  # building, compiling and tracing a phase's network
+    FORWARD_SHARE = 1 / 3  # a forward pass's share of a training step (backward ~2x)
+    LABEL_OVERHEAD_S = 10.0  # reading test tiles, building the labelling network
 
     def __init__(self, seconds: float, path: Path) -> None:
         self.seconds = float(seconds)
@@ -314,6 +322,14 @@ class Budget:
         steps = max(1, n_tiles // min(phase.batch_size, n_tiles))
         return steps * min(phase.batch_size, n_tiles) * float(self.tile_s or 0.0)
 
+    def label_seconds(self, phase: PhaseConfig) -> float:
+        """Estimated time to self-label a phase's test tiles (0 without ``self_labels``)."""
+        if phase.self_labels is None:
+            return 0.0
+        passes = 2 if phase.self_labels.flip_tta else 1
+        forward_s = float(self.tile_s or 0.0) * self.FORWARD_SHARE
+        return phase.self_labels.tiles * passes * forward_s + self.LABEL_OVERHEAD_S
+
     def plan(
         self, phases: list[PhaseConfig], n_tiles: list[int], started: int = 0
     ) -> list[PhaseConfig]:
@@ -332,6 +348,7 @@ class Budget:
             ]
         )
         fixed = val_s * sum(len(p.cosine.cycle_epochs) if p.cosine else 1 for p in phases)
+        fixed += sum(self.label_seconds(p) for p in phases[1:])  # the current one's is done
         x = max(0.0, avail - fixed) / float((nominal * per_epoch).sum())
         planned = []
         for i, p in enumerate(phases):
@@ -361,13 +378,24 @@ def _done(folder: Path) -> dict[str, Any] | None:
 
 def _phase_tiles(phase: PhaseConfig, fold_data: FoldData) -> TileSet:
     parts = []
-    if phase.data in ("folds", "folds+pseudo"):
+    if phase.data in ("folds", "folds+pseudo", "folds+self"):
         parts.append(fold_data.train)
+    if phase.data == "folds+self":
+        if fold_data.self_labelled is None:
+            raise ConfigError(f"phase {phase.name!r}: its test tiles are not labelled yet")
+        parts.append(fold_data.self_labelled)
     if phase.data in ("pseudo", "folds+pseudo"):
         if fold_data.pseudo is None:
             raise ConfigError(f"phase {phase.name!r} needs pseudo-labels")
         parts.append(fold_data.pseudo)
     return TileSet.concat(parts)
+
+
+def _planned_tiles(phase: PhaseConfig, fold_data: FoldData) -> int:
+    """Tiles of a phase still to come (a self-labelling one: the tiles it will label)."""
+    if phase.self_labels is not None and fold_data.self_labelled is None:
+        return len(fold_data.train) + phase.self_labels.tiles
+    return len(_phase_tiles(phase, fold_data))
 
 
 class BudgetGuard(keras.callbacks.Callback):
@@ -461,8 +489,28 @@ def run_phase(
     t_start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     rest = list(rest or [])
+    if phase.self_labels is not None:
+        if init_weights is None:
+            raise ConfigError(f"{label}: self-labelling needs the weights of a phase before")
+        assert fold_data.source is not None
+        keras.backend.clear_session()
+        labeller = build_model(spec, recipe.bn_momentum, resolve_precision(recipe.precision))
+        fold_data = replace(
+            fold_data,
+            self_labelled=self_label(
+                labeller,
+                spec,
+                init_weights,
+                fold_data.source,
+                phase.self_labels,
+                folder / "self_labels",
+                seed,
+                label,
+            ),
+        )
+        del labeller
     tiles = _phase_tiles(phase, fold_data)
-    n_tiles = [len(tiles), *(len(_phase_tiles(p, fold_data)) for p in rest)]
+    n_tiles = [len(tiles), *(_planned_tiles(p, fold_data) for p in rest)]
 
     state = ResumeState(folder / "resume", {}).load()
     if state is not None and "plan" in state:
@@ -762,7 +810,7 @@ def _run_chain(
     folder.mkdir(parents=True, exist_ok=True)
     budget = Budget(60.0 * budget_minutes, folder / "budget.json") if budget_minutes else None
     _write_config(folder, recipe, settings, profile)
-    needs_pseudo = any(p.data != "folds" for p in phases)
+    needs_pseudo = any(p.data in ("pseudo", "folds+pseudo") for p in phases)
     fold_data = prepare_fold(recipe, settings, fold, need_pseudo=needs_pseudo)
     previous: Path | None = None
     chain = []

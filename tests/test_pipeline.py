@@ -87,27 +87,7 @@ def test_demo_crash_and_resume(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- real data
 
-RECIPES = {
-    "bes": """family: bes
-stage: ci_bes
-model: bes-tiny
-folds: [0]
-max_train_tiles: 64
-max_val_tiles: 32
-bn_momentum: 0.9
-phases:
-  - name: bce_dice
-    loss: bce_dice
-    optimizer: {name: adam, lr: 1.0e-3}
-    batch_size: 16
-    epochs: 1
-    schedule: constant
-    init: scratch
-    augmentation: bes
-predict:
-  - {phase: bce_dice, file: best}
-""",
-    "phalanx": """family: phalanx
+PHALANX_RECIPE = """family: phalanx
 stage: ci_phalanx
 model: phalanx-v5-tiny
 folds: [0]
@@ -124,15 +104,18 @@ phases:
     augmentation: phalanx
 predict:
   - {phase: lovasz, file: best}
-""",
-}
+profiles:
+  cpu: {max_train_tiles: 64}
+"""
 
 
 @pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.xdist_group("pipeline_real")
 def test_predict_sh_on_the_real_test_tiles(tgs_data: Path, tmp_path: Path) -> None:
-    """Tiny networks trained here on real tiles; predict.sh over all 18,000 test tiles."""
+    """A tiny network trained here on real tiles; predict.sh over all 18,000 test tiles,
+    the cpu profile's way (one phalanx network, no blend: the blend of both families is
+    covered on synthetic data by the demo test)."""
     settings = tmp_path / "SETTINGS.json"
     settings.write_text(
         json.dumps(
@@ -141,31 +124,37 @@ def test_predict_sh_on_the_real_test_tiles(tgs_data: Path, tmp_path: Path) -> No
                 "BES_WEIGHTS_DIR": "weights/bes",
                 "PHALANX_WEIGHTS_DIR": "weights/phalanx",
                 "PREDICTIONS_DIR": "predictions",
-                "PROFILE": "full",
+                "PROFILE": "cpu",
             }
         )
     )
     saltseg = str(VENV / "bin" / "saltseg")
-    args = []
-    for family, text in RECIPES.items():
-        recipe = tmp_path / f"{family}.yaml"
-        recipe.write_text(text)
-        subprocess.run(
-            [saltseg, "--settings", str(settings), "train", "--recipe", str(recipe)],
-            env=_env(),
-            check=True,
-            capture_output=True,
-        )
-        args += [f"--{family}-recipe", str(recipe)]
+    recipe = tmp_path / "phalanx.yaml"
+    recipe.write_text(PHALANX_RECIPE)
+    subprocess.run(
+        [saltseg, "--settings", str(settings), "train", "--recipe", str(recipe)],
+        env=_env(),
+        check=True,
+        capture_output=True,
+    )
     proc = subprocess.run(
-        ["bash", str(ROOT / "predict.sh"), "--settings", str(settings), "--no-tta", *args],
+        [
+            "bash",
+            str(ROOT / "predict.sh"),
+            "--settings",
+            str(settings),
+            "--no-tta",
+            "--phalanx-recipe",
+            str(recipe),
+        ],
         env=_env(SALTSEG=saltseg),
         capture_output=True,
         text=True,
         timeout=1800,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert "[predict bes/ci_bes] 18000 tiles" in proc.stdout
+    assert "[predict phalanx/ci_phalanx] 18000 tiles" in proc.stdout
+    assert "cpu profile: one network" in proc.stdout
     ids, masks = read_rle_csv(tmp_path / "predictions/test_prediction.csv")
     sample = pd.read_csv(tgs_data / "sample_submission.csv")
     assert ids == sample["id"].tolist()  # every id once, in sample_submission order

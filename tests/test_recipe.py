@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from saltseg.errors import ConfigError
-from saltseg.recipe import list_stages, load_recipe, load_stage, recipe_path
+from saltseg.recipe import SelfLabelConfig, list_stages, load_recipe, load_stage, recipe_path
 
 STAGES = [
     ("bes", "stage1"),
@@ -89,8 +90,8 @@ def test_method_spec_numbers() -> None:
     assert p3.pretrain[0].batch_size == 64 and p3.phases[0].cosine.epochs == 200
 
 
-def _write(tmp_path: Path, mutate) -> Path:
-    data = yaml.safe_load(recipe_path("bes", "stage1").read_text())
+def _write(tmp_path: Path, mutate, source: Path | None = None) -> Path:
+    data = yaml.safe_load((source or recipe_path("bes", "stage1")).read_text())
     mutate(data)
     p = tmp_path / "r.yaml"
     p.write_text(yaml.safe_dump(data))
@@ -136,6 +137,39 @@ def test_cpu_profile_has_its_own_phases_and_budget() -> None:
     assert all(p.validate_every > 1 for p in cpu.phases)
     # measured: the phalanx augmentation lets the cpu network over-fit in 30 minutes
     assert [p.augmentation for p in cpu.phases] == ["bes", "bes"]
+
+
+def test_self_labels_are_validated(tmp_path: Path) -> None:
+    def phases(**last: object) -> Callable[[dict], None]:
+        def mutate(d: dict) -> None:
+            first = d["profiles"]["cpu"]["phases"][0]
+            d["profiles"]["cpu"]["phases"] = [first, {**first, "name": "y", **last}]
+            d["profiles"]["cpu"]["predict"] = []
+
+        return mutate
+
+    path = recipe_path("phalanx", "stage1")
+    ok = phases(data="folds+self", self_labels={"tiles": 10}, init="previous_last")
+    recipe = load_recipe(_write(tmp_path, ok, path), "cpu")
+    assert recipe.phases[1].self_labels.threshold == 0.5
+    for bad, message in [
+        (phases(data="folds+self", init="previous_last"), "go together"),
+        (phases(self_labels={"tiles": 10}, init="previous_last"), "go together"),
+        (phases(data="folds+self", self_labels={"tiles": 10}), "needs 'init' from a phase"),
+        (phases(data="folds+self", self_labels={"tiles": 0}, init="previous_last"), "tiles"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_recipe(_write(tmp_path, bad, path), "cpu")
+
+    def first_phase(d: dict) -> None:
+        first = d["profiles"]["cpu"]["phases"][1]
+        d["profiles"]["cpu"]["phases"] = [
+            {**first, "data": "folds+self", "self_labels": {"tiles": 5}}
+        ]
+        d["profiles"]["cpu"]["predict"] = []
+
+    with pytest.raises(ConfigError, match="needs a phase before it"):
+        load_recipe(_write(tmp_path, first_phase, path), "cpu")
 
 
 def test_profile_phases_are_validated(tmp_path: Path) -> None:
@@ -193,7 +227,7 @@ def test_scale_phase_keeps_cycle_proportions() -> None:
 def test_budget_plan_fits_the_time_left(tmp_path: Path) -> None:
     from saltseg.training import Budget
 
-    bce, lov = load_stage("phalanx", "stage1", "cpu").phases
+    bce, lov = load_stage("phalanx", "stage1", "cpu").phases[:2]
     phases = [  # 12 + 12 nominal epochs, validation every 4 and 3 epochs
         bce.model_copy(
             update={
@@ -222,3 +256,28 @@ def test_budget_plan_fits_the_time_left(tmp_path: Path) -> None:
     again = Budget(3600.0, tmp_path / "budget.json")
     assert again.spent() >= budget.spent_before and again.tile_s == pytest.approx(0.1)
     assert json.loads((tmp_path / "budget.json").read_text())["val_s"] == 4.0
+
+
+def test_budget_plan_counts_self_labelling(tmp_path: Path) -> None:
+    """Labelling test tiles in a later phase is planned from the measured speed (a forward
+    pass ~1/3 of a training step, x2 with flip TTA), so the chain still ends on time."""
+    from saltseg.training import Budget
+
+    bce, lov = load_stage("phalanx", "stage1", "cpu").phases[:2]
+    self_ = lov.model_copy(
+        update={"data": "folds+self", "self_labels": SelfLabelConfig(tiles=2500)}
+    )
+    budget = Budget(1800.0, tmp_path / "budget.json")
+    budget.observe(step_s=0.32, batch=16, val_s=6.0)  # 0.02 s a training tile
+    assert budget.label_seconds(lov) == 0.0
+    assert budget.label_seconds(self_) == pytest.approx(2500 * 2 * 0.02 / 3 + 10.0)
+    tiles = [2500, 2500, 2500 + self_.self_labels.tiles]
+    planned = budget.plan([bce, lov, self_], tiles)
+    pairs = zip(planned, tiles, strict=True)
+    work = sum(budget.epoch_seconds(p, n) * p.total_epochs for p, n in pairs)
+    assert 0.8 * 1800 < work + budget.label_seconds(self_) < budget.remaining()
+    unlabelled = self_.model_copy(update={"self_labels": None, "data": "folds"})
+    without = budget.plan([bce, lov, unlabelled], tiles)
+    assert sum(p.total_epochs for p in without) >= sum(p.total_epochs for p in planned)
+    # once labelled (the current phase), its labelling is no longer planned
+    assert budget.plan([self_], tiles[2:])[0].total_epochs >= planned[2].total_epochs

@@ -17,7 +17,7 @@ import yaml
 
 from saltseg import synthetic
 from saltseg.precision import resolve_precision
-from saltseg.recipe import load_stage, recipe_path
+from saltseg.recipe import SelfLabelConfig, load_stage, recipe_path
 from saltseg.settings import load_settings
 from saltseg.training import train_stage
 
@@ -247,13 +247,26 @@ def test_tiny_networks_learn(learn_workspace: Path, family, stage, loss, optimiz
 
 
 def test_budget_rescales_the_chain_and_ends_on_time(workspace: Path, capsys) -> None:
-    """A 2-phase chain under a wall-clock budget: the first epoch measures the speed, the
-    epochs are re-planned (cosine cycles keep their snapshots), validation runs only on the
-    planned epochs, and the chain ends within the budget (plus one epoch's slack)."""
+    """The cpu profile's BCE+Dice and Lovasz phases and a self-labelling one under a
+    wall-clock budget: the first epoch measures the speed, the epochs are re-planned
+    (cosine cycles keep their snapshots), validation runs only on the planned epochs, the
+    last phase first labels test tiles with the weights it starts from and trains on them
+    too, and the chain ends within the budget (plus one epoch's slack)."""
     settings = load_settings(workspace / "SETTINGS.json")
     base = load_stage("phalanx", "stage1", "cpu")
-    bce, lov = (p.model_copy(update={"batch_size": 8, "validate_every": 2}) for p in base.phases)
+    bce, lov = (
+        p.model_copy(update={"batch_size": 8, "validate_every": 2}) for p in base.phases[:2]
+    )
     bce = bce.model_copy(update={"cosine": bce.cosine.model_copy(update={"cycle_epochs": [40]})})
+    self_ = lov.model_copy(
+        update={
+            "name": "lovasz_self",
+            "init": "previous_last",
+            "data": "folds+self",
+            "self_labels": SelfLabelConfig(tiles=24),
+            "cosine": lov.cosine.model_copy(update={"cycle_epochs": [20]}),
+        }
+    )
     lov = lov.model_copy(
         update={"cosine": lov.cosine.model_copy(update={"cycle_epochs": [20, 20]})}
     )
@@ -261,7 +274,7 @@ def test_budget_rescales_the_chain_and_ends_on_time(workspace: Path, capsys) -> 
         update={
             "stage": "budget_test",
             "model": "phalanx-v5-tiny",
-            "phases": [bce, lov],
+            "phases": [bce, lov, self_],
             "max_train_tiles": 48,
             "max_val_tiles": 16,
         }
@@ -274,13 +287,16 @@ def test_budget_rescales_the_chain_and_ends_on_time(workspace: Path, capsys) -> 
     budget = json.loads((fold / "budget.json").read_text())
     assert budget["budget_s"] == 150 and budget["tile_s"] > 0 and budget["val_s"] > 0
     assert budget["spent_s"] == pytest.approx(took, abs=10)
-    assert "budget plan:" in capsys.readouterr().out
-    bce_log, lov_log = _log(fold / "bce_dice"), _log(fold / "lovasz")
-    slowest = max(r["seconds"] for r in bce_log + lov_log)
-    assert took < 60 * minutes + slowest + 15, (took, bce_log, lov_log)
-    # far fewer epochs than the nominal 40 + 40; the second phase was planned at its start
+    out = capsys.readouterr().out
+    assert "budget plan:" in out
+    logs = [_log(fold / p.name) for p in recipe.phases]
+    slowest = max(r["seconds"] for log in logs for r in log)
+    assert took < 60 * minutes + slowest + 15, (took, logs)
+    # far fewer epochs than the nominal 40 + 40 + 20; later phases planned at their start
     done = json.loads((fold / "lovasz" / "DONE.json").read_text())
+    bce_log, lov_log, self_log = logs
     assert 1 <= len(bce_log) < 40 and 1 <= len(lov_log) <= sum(done["cycle_epochs"]) < 40
+    assert 1 <= len(self_log) < 20
     # two cycles, or fewer when the budget cut the phase short (it then ends on a cycle end)
     assert 1 <= len(done["cycle_epochs"]) <= 2 and done["epochs"] == len(lov_log)
     assert (fold / "lovasz" / "snapshot_0.weights.h5").is_file()
@@ -289,7 +305,15 @@ def test_budget_rescales_the_chain_and_ends_on_time(workspace: Path, capsys) -> 
     for r in lov_log:
         planned = r["epoch"] % 2 == 0 or r["epoch"] in ends
         assert ("val_score" in r) == planned or r is lov_log[-1], lov_log
-    assert [r.name for r in results["fold_0"]] == ["bce_dice", "lovasz"]
+    assert [r.name for r in results["fold_0"]] == ["bce_dice", "lovasz", "lovasz_self"]
+    # self-labelling: 24 of the 40 test tiles, labelled by lovasz's last weights
+    labels = fold / "lovasz_self" / "self_labels"
+    info = json.loads((labels / "DONE.json").read_text())
+    assert info["weights"] == str(fold / "lovasz" / "last.weights.h5")
+    assert info["tiles"] + info["black_left_out"] == 24
+    assert len(pd.read_csv(labels / "pseudo_labels.csv")) == info["tiles"]
+    assert f"[phalanx/budget_test fold 0 lovasz_self]: {48 + info['tiles']} train tiles" in out
+    assert (fold / "lovasz_self" / "snapshot_0.weights.h5").is_file()
     # the cpu profile's precision, resolved for this machine's CPU, is logged with the run
     cfg = yaml.safe_load((fold / "config.yaml").read_text())
     assert cfg["recipe"]["precision"] == recipe.precision
