@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,7 +65,7 @@ def read_labels(folder: Path, data: TGSDirectory) -> TileSet | None:
 
 
 def self_label(
-    model,
+    build: Callable[[], Any],
     spec: ModelSpec,
     weights: Path,
     data: TGSDirectory,
@@ -72,8 +74,9 @@ def self_label(
     seed: int,
     label: str = "self-labels",
 ) -> TileSet:
-    """Label ``cfg.tiles`` test tiles of ``data`` with ``weights`` (loaded into ``model``,
-    the phase's network) into ``folder``; reuse the labels a previous run wrote there."""
+    """Label ``cfg.tiles`` test tiles of ``data`` with ``weights`` (loaded into the network
+    ``build()`` returns) into ``folder``; reuse the labels a previous run wrote there (then
+    no network is built)."""
     done = read_labels(folder, data)
     if done is not None:
         print(f"{label}: {len(done)} test tiles labelled before, reused", flush=True)
@@ -86,6 +89,7 @@ def self_label(
         raise DataError(f"{data.test_images_dir}: every sampled test tile is black")
     ids = [i for i, k in zip(ids, keep, strict=True) if k]
     images = images[keep]
+    model = build()
     load_model_weights(model, weights)
     prob = predict_probabilities(
         model,

@@ -494,11 +494,10 @@ def run_phase(
             raise ConfigError(f"{label}: self-labelling needs the weights of a phase before")
         assert fold_data.source is not None
         keras.backend.clear_session()
-        labeller = build_model(spec, recipe.bn_momentum, resolve_precision(recipe.precision))
         fold_data = replace(
             fold_data,
             self_labelled=self_label(
-                labeller,
+                lambda: build_model(spec, recipe.bn_momentum, resolve_precision(recipe.precision)),
                 spec,
                 init_weights,
                 fold_data.source,
@@ -508,7 +507,6 @@ def run_phase(
                 label,
             ),
         )
-        del labeller
     tiles = _phase_tiles(phase, fold_data)
     n_tiles = [len(tiles), *(_planned_tiles(p, fold_data) for p in rest)]
 

@@ -36,7 +36,13 @@ def test_self_label_writes_then_reuses_labels(tmp_path: Path, capsys) -> None:
     assert sample_test_ids(data, 7, seed=4) == ids != sample_test_ids(data, 7, seed=5)
     assert sample_test_ids(data, 50, seed=4) == sorted(data.test_ids())
 
-    got = self_label(model, spec, weights, data, cfg, folder, seed=4)
+    built = []
+
+    def build():
+        built.append(1)
+        return model
+
+    got = self_label(build, spec, weights, data, cfg, folder, seed=4)
     expected = [i for i in ids if i != black]
     assert got.ids == expected and got.images.shape == (len(expected), 101, 101)
     assert got.masks.dtype == bool and got.masks.shape == got.images.shape
@@ -50,6 +56,7 @@ def test_self_label_writes_then_reuses_labels(tmp_path: Path, capsys) -> None:
     # a resumed run trains on the same tiles, without labelling them again
     capsys.readouterr()
     (folder / "pseudo_labels.csv").write_text(csv.assign(rle_mask="1 5").to_csv(index=False))
-    again = self_label(model, spec, weights, data, cfg, folder, seed=4)
+    again = self_label(build, spec, weights, data, cfg, folder, seed=4)
     assert "labelled before, reused" in capsys.readouterr().out
     assert again.ids == expected and again.masks[:, :5, 0].all()
+    assert len(built) == 1  # reused labels need no network
