@@ -1,16 +1,19 @@
 """The `cpu` profile under a wall-clock budget, scored honestly on the real labelled tiles.
 
 Usage: python bench/cpu_budget.py [--minutes 30] [--data DIR] [--work DIR] [--keep]
+                                  [--json FILE] [--score-only]
 
 Trains `saltseg train --family phalanx --stage stage1 --profile cpu` with a budget of
 ``--minutes`` on the labelled tiles of ``$TGS_DATA`` minus a coverage-stratified 20%
 held-out split (fold 0 of 5 by coverage class), then predicts the held-out tiles with the
 profile's weights (the final phase's snapshots, no choice made on held-out scores) and
 horizontal-flip TTA, tunes the threshold on one half of the split and reports the
-competition score on the other half. Also reports the epochs done, training tiles/s in the
-steady state and the FLOP/s achieved against this machine's measured float32 matmul peak
-(forward FLOPs of the Conv/Dense layers counted analytically, training ~ 3x forward), and
-against the bfloat16 peak too when the profile trains in mixed bfloat16.
+competition score on the other half, without and with predict.sh's jigsaw-mosaic
+post-processing (only the training split's masks known). Also reports the epochs done,
+training tiles/s in the steady state and the FLOP/s achieved against this machine's
+measured float32 matmul peak (forward FLOPs of the Conv/Dense layers counted analytically,
+training ~ 3x forward), and against the bfloat16 peak too when the profile trains in mixed
+bfloat16. ``--score-only`` scores a finished run in ``--work`` again without training.
 Prints a Markdown table; the training time counts towards the budget (and so does the
 profile's labelling of test tiles for its pseudo-label phase), prediction does not.
 """
@@ -89,7 +92,24 @@ def snapshot_files(phase_dir: Path) -> list[Path]:
     return snaps or [phase_dir / "last.weights.h5"]
 
 
-def run(minutes: float, data: Path, work: Path, seed: int = 0) -> dict:
+def mosaic_postprocess(
+    data: Path, work: Path, val_ids: list[str], pred: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """``pred`` (held-out masks) after predict.sh's jigsaw-mosaic post-processing.
+
+    The mosaics of all train + test tiles are cached under ``work``; only the training
+    split's masks are known (the held-out tiles' masks stay hidden). Returns the new masks
+    and how many held-out tiles changed.
+    """
+    from saltseg import mosaic
+
+    mosaics, _, _ = mosaic.load_or_build(data, None, work / "mosaics")
+    known = mosaic.known_train_masks(data, exclude=val_ids)
+    new, report = mosaic.postprocess(mosaics, val_ids, pred, known)
+    return new, report.total_changed
+
+
+def run(minutes: float, data: Path, work: Path, seed: int = 0, score_only: bool = False) -> dict:
     import keras
 
     from saltseg.callbacks import load_model_weights, predict_probabilities
@@ -120,13 +140,19 @@ def run(minutes: float, data: Path, work: Path, seed: int = 0) -> dict:
     peak = matmul_peak_gflops()
     # the training arithmetic's own peak: bfloat16 products run at about twice float32's
     peak_policy = matmul_peak_gflops(dtype="bfloat16") if policy == "mixed_bfloat16" else peak
+    fold_dir = stage_dir(settings, recipe) / "fold_0"
     load_before = os.getloadavg()
-    t0 = time.perf_counter()
-    train_stage(recipe, settings, profile="cpu", verbose=0, budget_minutes=minutes)
-    train_s = time.perf_counter() - t0
+    if score_only:  # a finished run in ``work``: score it again, its time from budget.json
+        budget_file = fold_dir / "budget.json"
+        if not budget_file.is_file():
+            raise SystemExit(f"cpu_budget: {budget_file}: no finished budgeted run to score")
+        train_s = float(json.loads(budget_file.read_text())["spent_s"])
+    else:
+        t0 = time.perf_counter()
+        train_stage(recipe, settings, profile="cpu", verbose=0, budget_minutes=minutes)
+        train_s = time.perf_counter() - t0
     load_after = os.getloadavg()
 
-    fold_dir = stage_dir(settings, recipe) / "fold_0"
     records = []
     for phase in recipe.phases:
         log = fold_dir / phase.name / "log.jsonl"
@@ -176,6 +202,12 @@ def run(minutes: float, data: Path, work: Path, seed: int = 0) -> dict:
     # the other direction too, as a check on the split's noise
     th2, _, _ = best_threshold(truth[~tune], prob[~tune])
     other = score(truth[tune], prob[tune] > th2)
+    # as predict.sh writes it: the same thresholds, then the jigsaw-mosaic post-processing
+    # with the training split's masks known and the held-out ones hidden
+    pred = np.where(tune[:, None, None], prob > th2, prob > th)
+    mosaic_s, changed = mosaic_postprocess(data, work, fold.val.ids, pred)
+    mosaic_test = score(truth[~tune], mosaic_s[~tune])
+    mosaic_other = score(truth[tune], mosaic_s[tune])
     keras.backend.clear_session()
     gflops = 3 * flops * steady_tiles_s / 1e9
     return {
@@ -189,6 +221,9 @@ def run(minutes: float, data: Path, work: Path, seed: int = 0) -> dict:
         "threshold": th,
         "score_tune_half": tune_score,
         "score_swapped": other,
+        "score_mosaic_test_half": mosaic_test,
+        "score_mosaic_swapped": mosaic_other,
+        "mosaic_changed": changed,
         "epochs_done": len(records),
         "phase_epochs": {
             p.name: json.loads((fold_dir / p.name / "DONE.json").read_text())["epochs"]
@@ -236,6 +271,11 @@ def table(r: dict) -> str:
             f"other half; at 0.5: {r['score_test_half_t05']:.4f}; halves swapped: "
             f"{r['score_swapped']:.4f})",
         ),
+        (
+            "score with predict.sh's mosaic post-processing",
+            f"{r['score_mosaic_test_half']:.4f} (halves swapped: "
+            f"{r['score_mosaic_swapped']:.4f}; {r['mosaic_changed']} held-out tiles changed)",
+        ),
         *(
             (f"test tiles self-labelled ({k})", f"{n} in {sec:.0f} s (inside the budget)")
             for k, (n, sec) in r.get("self_labelled", {}).items()
@@ -259,7 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", help="weights folder (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--score-only",
+        action="store_true",
+        help="do not train: score the finished run in --work again",
+    )
     args = parser.parse_args(argv)
+    if args.score_only and not args.work:
+        parser.error("--score-only needs --work (the finished run's folder)")
     data = args.data or os.environ.get("TGS_DATA")
     if not data or not Path(data).is_dir():
         print("cpu_budget: needs the real data (--data DIR or TGS_DATA)", file=sys.stderr)
@@ -267,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="cpu_budget-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        r = run(args.minutes, Path(data), work)
+        r = run(args.minutes, Path(data), work, score_only=args.score_only)
     finally:
         if not args.work and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
