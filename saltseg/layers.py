@@ -55,10 +55,79 @@ def conv2d(
     )(x)
 
 
+def _batch_norm_train(epsilon: float, out_dtype: str) -> Any:
+    """Training-mode batch normalisation over all axes but the last, its gradient written
+    out (see :class:`BatchNormalization`): ``f(x, gamma, beta) -> (y, mean, var)``."""
+
+    @ops.custom_gradient
+    def forward(x: Any, gamma: Any, beta: Any) -> Any:
+        axes = tuple(range(len(x.shape) - 1))
+        x32 = ops.cast(x, "float32")
+        mean = ops.mean(x32, axis=axes)
+        xc = x32 - mean
+        var = ops.mean(ops.square(xc), axis=axes)
+        inv = ops.rsqrt(var + epsilon)
+        scale = gamma * inv
+        y = ops.cast(xc * scale + beta, out_dtype)
+
+        def grad(*args: Any, upstream: Any = None) -> tuple[Any, Any, Any]:
+            if upstream is None:  # TensorFlow: one upstream gradient per output
+                upstream = args
+            dy = upstream[0] if isinstance(upstream, list | tuple) else upstream
+            dy32 = ops.cast(dy, "float32")
+            n = ops.cast(ops.size(dy32) // ops.shape(dy32)[-1], "float32")
+            dbeta = ops.sum(dy32, axis=axes)
+            dot = ops.sum(dy32 * xc, axis=axes)
+            dx = (dy32 - dbeta / n - xc * (dot * inv * inv / n)) * scale
+            return ops.cast(dx, x.dtype), dot * inv, dbeta
+
+        return (y, mean, var), grad
+
+    return forward
+
+
+@keras.saving.register_keras_serializable(package="saltseg")
+class BatchNormalization(layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` with a hand-written training gradient.
+
+    It keeps the Keras class name, so that weight files of networks built with the Keras
+    layer load (Keras names the saved variables after the class).
+
+    Same variables, inference and moving statistics as the Keras layer; in training, with
+    ``xc = x - mean``, ``inv = 1 / sqrt(var + eps)`` and ``N`` values per channel:
+
+        y = gamma * xc * inv + beta
+        dbeta = sum(dy),  dgamma = inv * sum(dy * xc)
+        dx = gamma * inv * (dy - dbeta / N - xc * inv^2 * sum(dy * xc) / N)
+
+    The automatic gradient of the Keras layer's moments and normalisation takes about
+    twice the element-wise passes; on 2 CPU cores this makes the cpu profile's training
+    step about 10% faster (README, "CPU profile"). Masks, renorm and synchronised
+    statistics fall back to the Keras layer.
+    """
+
+    def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        last = self.axis in (-1, len(inputs.shape) - 1)
+        if not (training and self.trainable and last) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        if self.synchronized:
+            return super().call(inputs, training=training, mask=mask)
+        channels = int(inputs.shape[-1])
+        ones, zeros = ops.ones((channels,), "float32"), ops.zeros((channels,), "float32")
+        gamma = ops.cast(self.gamma, "float32") if self.scale else ones
+        beta = ops.cast(self.beta, "float32") if self.center else zeros
+        forward = _batch_norm_train(float(self.epsilon), self.compute_dtype)
+        y, mean, var = forward(inputs, gamma, beta)
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + ops.stop_gradient(mean) * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + ops.stop_gradient(var) * (1.0 - m))
+        return y
+
+
 def batch_norm(x: Any, name: str, bn: dict[str, float] | None = None, scale: bool = True) -> Any:
-    """BatchNormalization over channels with the given ``epsilon``/``momentum``."""
+    """:class:`BatchNormalization` (ours) over channels with the given ``epsilon``/``momentum``."""
     opts = dict(TORCH_BN if bn is None else bn)
-    return layers.BatchNormalization(scale=scale, name=name, **opts)(x)
+    return BatchNormalization(scale=scale, name=name, **opts)(x)
 
 
 def conv_bn_act(

@@ -20,7 +20,7 @@ from saltseg.encoders import (
     get_encoder,
     save_encoder_weights,
 )
-from saltseg.layers import BilinearUpsample
+from saltseg.layers import BatchNormalization, BilinearUpsample
 from saltseg.zoo import MODELS, add_models_parser, describe_models, get_model_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -307,3 +307,46 @@ def test_grouped_conv_split_equals_native(tmp_path) -> None:
     )
     cfg = split.get_config()
     assert cfg["implementation"] == "split" and cfg["groups"] == 8
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("scale", [True, False])
+def test_batch_norm_gradient_matches_keras(policy: str, scale: bool) -> None:
+    """The hand-written training gradient of our ``BatchNormalization`` is the Keras layer's."""
+    import tensorflow as tf  # the test drives the TensorFlow backend's tape
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2.0, 3.0, (4, 6, 6, 5)).astype("float32"))
+    w = tf.constant(rng.normal(0.0, 1.0, (4, 6, 6, 5)).astype("float32"))
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        results = []
+        for cls in (keras.layers.BatchNormalization, BatchNormalization):
+            layer = cls(momentum=0.9, epsilon=1e-5, scale=scale)
+            layer.build(x.shape)
+            if scale:
+                layer.gamma.assign(np.linspace(0.5, 1.5, 5))
+            layer.beta.assign(np.linspace(-1.0, 1.0, 5))
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(tf.cast(y, "float32") * w)
+            variables = [layer.gamma, layer.beta] if scale else [layer.beta]
+            grads = tape.gradient(loss, [x, *variables])
+            inference = layer(x, training=False)
+            results.append([y, *grads, layer.moving_mean, layer.moving_variance, inference])
+            compute = keras.config.dtype_policy().compute_dtype
+            assert keras.backend.standardize_dtype(y.dtype) == compute
+    finally:
+        keras.config.set_dtype_policy(previous)
+    for ours, theirs in zip(results[1], results[0], strict=True):
+        a = np.asarray(ours, dtype=np.float32)
+        b = np.asarray(theirs, dtype=np.float32)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(b).max()))
+
+
+def test_models_use_the_fast_batch_norm() -> None:
+    model = get_model_spec("phalanx-v5-cpu").build()
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(isinstance(layer, BatchNormalization) for layer in norms)
