@@ -350,3 +350,20 @@ def test_models_use_the_fast_batch_norm() -> None:
     model = get_model_spec("phalanx-v5-cpu").build()
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms and all(isinstance(layer, BatchNormalization) for layer in norms)
+
+
+def test_batch_norm_loads_weights_saved_with_the_keras_layer(tmp_path: Path) -> None:
+    """Weight files of networks built with ``keras.layers.BatchNormalization`` still load."""
+
+    def build(cls: type) -> keras.Model:
+        inputs = keras.Input((4, 4, 3))
+        x = keras.layers.Conv2D(2, 1, name="conv")(inputs)
+        return keras.Model(inputs, cls(name="bn")(x))
+
+    old = build(keras.layers.BatchNormalization)
+    old.get_layer("bn").moving_mean.assign([0.25, -0.5])
+    path = tmp_path / "old.weights.h5"
+    old.save_weights(path)
+    new = build(BatchNormalization)
+    new.load_weights(path)
+    np.testing.assert_array_equal(np.asarray(new.get_layer("bn").moving_mean), [0.25, -0.5])
