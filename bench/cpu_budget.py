@@ -1,7 +1,7 @@
 """The `cpu` profile under a wall-clock budget, scored honestly on the real labelled tiles.
 
-Usage: python bench/cpu_budget.py [--minutes 30] [--data DIR] [--work DIR] [--keep]
-                                  [--json FILE] [--score-only]
+Usage: python bench/cpu_budget.py [--minutes 30 | --epochs 15,20] [--data DIR] [--work DIR]
+                                  [--keep] [--json FILE] [--score-only]
 
 Trains `saltseg train --family phalanx --stage stage1 --profile cpu` with a budget of
 ``--minutes`` on the labelled tiles of ``$TGS_DATA`` minus a coverage-stratified 20%
@@ -14,6 +14,9 @@ training tiles/s in the steady state and the FLOP/s achieved against this machin
 measured float32 matmul peak (forward FLOPs of the Conv/Dense layers counted analytically,
 training ~ 3x forward), and against the bfloat16 peak too when the profile trains in mixed
 bfloat16. ``--score-only`` scores a finished run in ``--work`` again without training.
+``--epochs`` replaces the budget with a fixed number of epochs per phase (cosine cycles
+rescaled, as the budget does): the same work whatever the hour, since this machine's speed
+varies about 2x between hours and a wall-clock budget turns that into fewer epochs.
 Prints a Markdown table; the training time counts towards the budget (and so does the
 profile's labelling of test tiles for its pseudo-label phase), prediction does not.
 """
@@ -109,7 +112,25 @@ def mosaic_postprocess(
     return new, report.total_changed
 
 
-def run(minutes: float, data: Path, work: Path, seed: int = 0, score_only: bool = False) -> dict:
+def fixed_epochs(recipe, epochs: list[int]):
+    """``recipe`` with each phase's epochs fixed (cosine cycles rescaled) and no budget."""
+    from saltseg.training import scale_phase
+
+    if len(epochs) != len(recipe.phases) or min(epochs) < 1:
+        names = ", ".join(p.name for p in recipe.phases)
+        raise ValueError(f"--epochs needs one positive count per phase ({names}), got {epochs}")
+    phases = [scale_phase(p, n) for p, n in zip(recipe.phases, epochs, strict=True)]
+    return recipe.model_copy(update={"phases": phases, "budget_minutes": 0})
+
+
+def run(
+    minutes: float,
+    data: Path,
+    work: Path,
+    seed: int = 0,
+    score_only: bool = False,
+    epochs: list[int] | None = None,
+) -> dict:
     import keras
 
     from saltseg.callbacks import load_model_weights, predict_probabilities
@@ -136,6 +157,8 @@ def run(minutes: float, data: Path, work: Path, seed: int = 0, score_only: bool 
     recipe = load_stage("phalanx", "stage1", "cpu").model_copy(
         update={"fold_method": "coverage", "n_folds": 5, "folds": [0], "seed": seed}
     )
+    if epochs:
+        recipe, minutes = fixed_epochs(recipe, epochs), 0.0
     policy = resolve_precision(recipe.precision)
     peak = matmul_peak_gflops()
     # the training arithmetic's own peak: bfloat16 products run at about twice float32's
@@ -212,6 +235,7 @@ def run(minutes: float, data: Path, work: Path, seed: int = 0, score_only: bool 
     gflops = 3 * flops * steady_tiles_s / 1e9
     return {
         "minutes": minutes,
+        "fixed_epochs": epochs or None,
         "model": recipe.model,
         "precision": policy,
         "train_tiles": n_train,
@@ -256,8 +280,12 @@ def table(r: dict) -> str:
             f"peak {r['peak_precision_gflops']:.0f}"
         )
     phases = ", ".join(f"{k} {v}" for k, v in r["phase_epochs"].items())
+    if r.get("fixed_epochs"):
+        budget = f"none: fixed epochs {' + '.join(map(str, r['fixed_epochs']))}"
+    else:
+        budget = f"{r['minutes']:g} min"
     rows = [
-        ("budget", f"{r['minutes']:g} min (training took {r['train_s'] / 60:.1f} min)"),
+        ("budget", f"{budget} (training took {r['train_s'] / 60:.1f} min)"),
         (
             "network",
             f"{r['model']}, {r['fwd_gflop_per_tile']:.2f} GFLOP/tile forward, "
@@ -295,6 +323,10 @@ def table(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget")
+    parser.add_argument(
+        "--epochs",
+        help="no budget: fixed epochs per phase, comma-separated (e.g. 15,20)",
+    )
     parser.add_argument("--data", help="TGS folder (default: $TGS_DATA)")
     parser.add_argument("--work", help="weights folder (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -307,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.score_only and not args.work:
         parser.error("--score-only needs --work (the finished run's folder)")
+    try:
+        epochs = [int(x) for x in args.epochs.split(",")] if args.epochs else None
+    except ValueError:
+        parser.error(f"--epochs: comma-separated whole numbers, got {args.epochs!r}")
     data = args.data or os.environ.get("TGS_DATA")
     if not data or not Path(data).is_dir():
         print("cpu_budget: needs the real data (--data DIR or TGS_DATA)", file=sys.stderr)
@@ -314,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="cpu_budget-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        r = run(args.minutes, Path(data), work, score_only=args.score_only)
+        r = run(args.minutes, Path(data), work, score_only=args.score_only, epochs=epochs)
     finally:
         if not args.work and not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -114,16 +114,20 @@ def test_report_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 # --------------------------------------------------------------------------- bench/RESULTS.md
 
 
-@pytest.fixture(scope="module")
-def run_all():
-    """bench/run_all.py as a module (bench/ is not a package)."""
+def _bench_module(name: str):
+    """``bench/<name>.py`` as a module (bench/ is not a package)."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "run_all.py"
-    spec = importlib.util.spec_from_file_location("bench_run_all", path)
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def run_all():
+    return _bench_module("run_all")
 
 
 OLD_RESULTS = """# Benchmark results
@@ -172,3 +176,26 @@ def test_bench_select(run_all) -> None:
     assert run_all.select(names, None, ["cpu_budget.py"]) == ["a_load", "b_forward"]
     with pytest.raises(ValueError, match="unknown benchmark"):
         run_all.select(names, ["nope"], None)
+
+
+def test_cpu_budget_fixed_epochs() -> None:
+    """``--epochs``: the cpu profile with fixed epochs per phase and no wall-clock budget."""
+    from saltseg.recipe import load_stage
+
+    cpu_budget = _bench_module("cpu_budget")
+    recipe = load_stage("phalanx", "stage1", "cpu")
+    assert recipe.budget_minutes == 30
+    fixed = cpu_budget.fixed_epochs(recipe, [15, 20])
+    assert fixed.budget_minutes == 0
+    assert [p.cosine.cycle_epochs for p in fixed.phases] == [[15], [20]]
+    assert [p.total_epochs for p in fixed.phases] == [15, 20]
+    # everything else is the profile's own
+    assert [p.optimizer for p in fixed.phases] == [p.optimizer for p in recipe.phases]
+    assert [p.cosine.cycle_epochs for p in recipe.phases] == [[10], [14]]  # not changed
+    with pytest.raises(ValueError, match=r"one positive count per phase \(bce_dice, lovasz\)"):
+        cpu_budget.fixed_epochs(recipe, [15])
+    with pytest.raises(ValueError, match="one positive count"):
+        cpu_budget.fixed_epochs(recipe, [15, 0])
+    with pytest.raises(SystemExit) as exc:
+        cpu_budget.main(["--epochs", "15,x"])
+    assert exc.value.code == 2
