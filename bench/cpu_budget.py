@@ -79,9 +79,9 @@ def forward_flops(model) -> int:
 
 def half_split(masks: np.ndarray, seed: int) -> np.ndarray:
     """Two halves (bool: in the tuning half) stratified by coverage class."""
-    from saltseg.folds import coverage_class
+    from saltseg.data.folds import mask_coverage_class
 
-    classes = coverage_class(masks)
+    classes = mask_coverage_class(masks)
     rng = np.random.default_rng(seed)
     tune = np.zeros(len(masks), dtype=bool)
     for c in np.unique(classes):
@@ -104,7 +104,7 @@ def mosaic_postprocess(
     split's masks are known (the held-out tiles' masks stay hidden). Returns the new masks
     and how many held-out tiles changed.
     """
-    from saltseg import mosaic
+    from saltseg.post import mosaic
 
     mosaics, _, _ = mosaic.load_or_build(data, None, work / "mosaics")
     known = mosaic.known_train_masks(data, exclude=val_ids)
@@ -114,7 +114,7 @@ def mosaic_postprocess(
 
 def fixed_epochs(recipe, epochs: list[int]):
     """``recipe`` with each phase's epochs fixed (cosine cycles rescaled) and no budget."""
-    from saltseg.training import scale_phase
+    from saltseg.train.budget import scale_phase
 
     if len(epochs) != len(recipe.phases) or min(epochs) < 1:
         names = ", ".join(p.name for p in recipe.phases)
@@ -133,25 +133,23 @@ def run(
 ) -> dict:
     import keras
 
-    from saltseg.callbacks import load_model_weights, predict_probabilities
-    from saltseg.metric import best_threshold, score
-    from saltseg.precision import resolve_precision
-    from saltseg.recipe import load_stage
-    from saltseg.settings import load_settings
-    from saltseg.training import build_model, prepare_fold, stage_dir, train_stage
-    from saltseg.zoo import get_model_spec
+    from saltseg.config.layout import stage_dir
+    from saltseg.config.precision import resolve_precision
+    from saltseg.config.recipe import load_stage
+    from saltseg.config.settings import load_settings, write_settings
+    from saltseg.core.metric import best_threshold, score
+    from saltseg.infer.networks import build_model, load_model_weights, predict_probabilities
+    from saltseg.nets.zoo import get_model_spec
+    from saltseg.train.folddata import prepare_fold
+    from saltseg.train.stage import train_stage
 
-    settings_file = work / "SETTINGS.json"
-    settings_file.write_text(
-        json.dumps(
-            {
-                "DATA_DIR": str(data),
-                "PHALANX_WEIGHTS_DIR": str(work / "phalanx"),
-                "BES_WEIGHTS_DIR": str(work / "bes"),
-                "PREDICTIONS_DIR": str(work / "predictions"),
-                "PROFILE": "cpu",
-            }
-        )
+    settings_file = write_settings(
+        work / "SETTINGS.json",
+        DATA_DIR=str(data),
+        PHALANX_WEIGHTS_DIR=str(work / "phalanx"),
+        BES_WEIGHTS_DIR=str(work / "bes"),
+        PREDICTIONS_DIR=str(work / "predictions"),
+        PROFILE="cpu",
     )
     settings = load_settings(settings_file)
     recipe = load_stage("phalanx", "stage1", "cpu").model_copy(
@@ -202,7 +200,7 @@ def run(
     ]
     overall_tiles_s = float(np.sum(epoch_tiles)) / float(np.sum(epoch_train_s))
 
-    from saltseg.adapters import get_adapter
+    from saltseg.data.adapters import get_adapter
 
     adapter = get_adapter(spec.adapter)
     last = recipe.phases[-1].name

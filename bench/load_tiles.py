@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from saltseg.data import TGSDirectory, read_images
+from saltseg.data.tiles import TGSDirectory, read_images
 
 
 def _time(fn) -> float:

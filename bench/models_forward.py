@@ -31,8 +31,8 @@ def _worker(name: str, batch: int, reps: int) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
 
-    from saltseg.adapters import get_adapter
-    from saltseg.zoo import get_model_spec
+    from saltseg.data.adapters import get_adapter
+    from saltseg.nets.zoo import get_model_spec
 
     spec = get_model_spec(name)
     t0 = time.perf_counter()
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from saltseg.zoo import MODELS
+    from saltseg.nets.zoo import MODELS
 
     names = args.names or [n for n, s in MODELS.items() if s.tiny or not args.quick]
     rows = []

@@ -7,7 +7,7 @@ it the script prints a note and stops. It builds the mosaics of every train + te
 (no cache) and prints a Markdown table: load and build time, peak RSS, mosaics of >= 2
 tiles, tiles placed in them, the largest mosaic.
 
-With out-of-fold probabilities (``--oof``, a ``saltseg.probs`` file; default
+With out-of-fold probabilities (``--oof``, a ``saltseg.data.probs`` file; default
 ``/tmp/real/pred/oof_fold0_v5tiny.h5`` when present) it treats those tiles as unknown
 (probability > threshold, black tiles empty), every other non-black train mask as known,
 applies the vertical / half-vertical rules and prints the fold score before and after
@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from saltseg import metric, mosaic
-from saltseg.data import TGSDirectory, read_images
-from saltseg.probs import read_probs
+from saltseg.core import metric
+from saltseg.data.probs import read_probs
+from saltseg.data.tiles import TGSDirectory, read_images
+from saltseg.post import mosaic
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tgs-salt"

@@ -18,9 +18,10 @@ import time
 
 import numpy as np
 
-from saltseg.adapters import get_adapter
-from saltseg.pipeline import TileSet, TrainBatches
-from saltseg.synthetic import make_tile
+from saltseg.data.adapters import get_adapter
+from saltseg.data.synthetic import make_tile
+from saltseg.data.tiles import TileSet
+from saltseg.train.batches import TrainBatches
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,9 +77,9 @@ def _fit_rate(name: str, tiles: TileSet, aug: str, in_memory: bool, args) -> flo
     """Training steps per second of a tiny network through ``model.fit``."""
     import keras
 
-    from saltseg.losses import get_loss
-    from saltseg.training import build_model
-    from saltseg.zoo import get_model_spec
+    from saltseg.infer.networks import build_model
+    from saltseg.nets.losses import get_loss
+    from saltseg.nets.zoo import get_model_spec
 
     spec = get_model_spec(name)
     keras.backend.clear_session()

@@ -13,7 +13,6 @@ the mosaic post-processing. Peak memory is the largest resident set of any proce
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import resource
@@ -22,6 +21,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from saltseg.config.settings import write_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tgs-salt"
@@ -64,17 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    settings = work / "SETTINGS.json"
-    settings.write_text(
-        json.dumps(
-            {
-                "DATA_DIR": str(data),
-                "BES_WEIGHTS_DIR": str(demo / "weights/bes"),
-                "PHALANX_WEIGHTS_DIR": str(demo / "weights/phalanx"),
-                "PREDICTIONS_DIR": str(work / "predictions"),
-                "PROFILE": "tiny",
-            }
-        )
+    settings = write_settings(
+        work / "SETTINGS.json",
+        DATA_DIR=str(data),
+        BES_WEIGHTS_DIR=str(demo / "weights/bes"),
+        PHALANX_WEIGHTS_DIR=str(demo / "weights/phalanx"),
+        PREDICTIONS_DIR=str(work / "predictions"),
+        PROFILE="tiny",
     )
     cmd = ["bash", str(ROOT / "predict.sh"), "--settings", str(settings)]
     if args.no_tta:

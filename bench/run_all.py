@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from saltseg.atomic import atomic_write_text
+from saltseg.core.atomic import atomic_write_text
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

@@ -30,8 +30,8 @@ def worker(name: str, steps: int) -> dict:
     import keras
     import numpy as np
 
-    from saltseg.losses import get_loss
-    from saltseg.zoo import get_model_spec
+    from saltseg.nets.losses import get_loss
+    from saltseg.nets.zoo import get_model_spec
 
     base = name.removesuffix("-tiny")
     loss, opt, batch = NETWORKS[base]

@@ -22,9 +22,10 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from saltseg.encoders import FULL_DEPTHS, load_encoder_weights, resnext50
-from saltseg.layers import KERAS_BN, SCSE, transpose_decoder_block
-from saltseg.precision import HEAD_DTYPE
+from bes.blocks import transpose_decoder_block
+from saltseg.config.precision import HEAD_DTYPE
+from saltseg.nets.encoders import FULL_DEPTHS, load_encoder_weights, resnext50
+from saltseg.nets.layers import KERAS_BN, SCSE
 
 FULL_DECODER_FILTERS: tuple[int, ...] = (128, 64, 32, 16, 8)
 BES_SCSE = SCSE(reduction=2, spatial_filters=None, spatial_bias=True, spatial_gate=True)

@@ -55,7 +55,7 @@ trap 'rm -rf "$tmp"' EXIT
 resolved=$tmp/SETTINGS.json
 
 # Resolve the settings: writes $resolved (every path absolute) and prints KEY<TAB>PATH lines.
-# The defaults and the resolution rule are those of saltseg/settings.py (a test checks this).
+# The defaults and the resolution rule are those of saltseg/config/settings.py (a test checks this).
 paths=$(python3 - "$settings" "$resolved" "$SALTSEG_REPO_ROOT" <<'PYCODE'
 import json
 import os

@@ -34,18 +34,15 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from saltseg.encoders import FULL_DEPTHS, load_encoder_weights, resnet34
-from saltseg.layers import (
-    SCSE,
-    TORCH_BN,
-    conv_bn_act,
+from phalanx.blocks import (
     feature_pyramid_attention,
     fuse_decoder_block,
     hypercolumn,
-    upsample,
     upsample_decoder_block,
 )
-from saltseg.precision import HEAD_DTYPE
+from saltseg.config.precision import HEAD_DTYPE
+from saltseg.nets.encoders import FULL_DEPTHS, load_encoder_weights, resnet34
+from saltseg.nets.layers import SCSE, TORCH_BN, conv_bn_act, upsample
 
 ENCODER_SCSE = SCSE(reduction=4, spatial_filters=1, spatial_bias=False, spatial_gate=False)
 DECODER_SCSE = SCSE(reduction=16, spatial_filters=1, spatial_bias=False, spatial_gate=False)

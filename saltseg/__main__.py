@@ -2,6 +2,6 @@
 
 import sys
 
-from saltseg.cli import main
+from saltseg.cli.main import main
 
 sys.exit(main())

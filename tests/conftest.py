@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from saltseg import rle
+from saltseg.core import rle
 
 _TGS = os.environ.get("TGS_DATA")
 TGS_DATA: Path | None = Path(_TGS).resolve() if _TGS else None

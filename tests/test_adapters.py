@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from saltseg.adapters import ADAPTERS, get_adapter
+from saltseg.data.adapters import ADAPTERS, get_adapter
 
 N = 12
 
@@ -146,7 +146,7 @@ def test_large_stacks_round_trip() -> None:
     """More tiles than OpenCV resizes in one call (128 channels in OpenCV 5)."""
     import numpy as np
 
-    from saltseg.adapters import get_adapter
+    from saltseg.data.adapters import get_adapter
 
     rng = np.random.default_rng(0)
     masks = np.zeros((300, 101, 101), bool)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from saltseg.atomic import atomic_open, atomic_write_text
+from saltseg.core.atomic import atomic_open, atomic_write_text
 
 
 def test_replaces_only_on_success(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from saltseg import augment
+from phalanx.augment import phalanx_augmentation
+from saltseg.data import augment
 
 NAMES = ["bes", "phalanx"]
 
@@ -119,9 +120,7 @@ def test_phalanx_rotation_is_clockwise_like_the_original():
     import albumentations as A  # noqa: N812
 
     rotate = next(
-        t
-        for t in augment.phalanx_augmentation(0).transforms[1].transforms
-        if isinstance(t, A.Rotate)
+        t for t in phalanx_augmentation(0).transforms[1].transforms if isinstance(t, A.Rotate)
     )
     img = np.zeros((101, 101), np.uint8)
     img[50, 90] = 255  # right of the centre; clockwise on screen moves it down

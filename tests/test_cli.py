@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from saltseg.cli import main
-from saltseg.data import TGSDirectory
+from saltseg.cli.main import main
+from saltseg.data.tiles import TGSDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from saltseg import metric, rle
-from saltseg.cli import main
-from saltseg.submission import read_rle_csv, write_rle_csv
+from saltseg.cli.main import main
+from saltseg.core import metric, rle
+from saltseg.data.submission import read_rle_csv, write_rle_csv
 
 
 def _write(path: Path, ids: list[str], masks: np.ndarray) -> None:
@@ -74,7 +74,7 @@ def test_write_rle_csv_order_and_checks(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back, masks[[2, 1, 0]])
     write_rle_csv(tmp_path / "t.csv", ["b", "a", "c"], masks)
     assert read_rle_csv(tmp_path / "t.csv")[0] == ["a", "b", "c"]
-    from saltseg.errors import DataError
+    from saltseg.core.errors import DataError
 
     with pytest.raises(DataError, match="only in"):
         write_rle_csv(tmp_path / "u.csv", ["b", "a", "c"], masks, order=["a", "b"])

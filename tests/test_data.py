@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from saltseg import rle
-from saltseg.data import (
+from saltseg.core import rle
+from saltseg.core.errors import DataError
+from saltseg.data.tiles import (
     TGSDirectory,
     ids_from_folder,
     is_black,
@@ -18,7 +19,6 @@ from saltseg.data import (
     read_images,
     read_mask,
 )
-from saltseg.errors import DataError
 
 
 def test_load_train_sorted_and_matching(tgs_dir) -> None:

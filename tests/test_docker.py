@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import saltseg
-from saltseg.settings import load_settings
+from saltseg.config.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -377,7 +377,7 @@ def test_run_mounts_settings_folders_gpu_and_passes_the_command(harness: Harness
 
 
 def test_run_resolves_paths_like_saltseg(harness: Harness, monkeypatch) -> None:
-    """Defaults, relative paths and ~: the same absolute folders as saltseg.settings gives."""
+    """Defaults, relative paths and ~: the same absolute folders as our settings give."""
     home = harness.tmp / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from saltseg import synthetic
-from saltseg.cli import main
-from saltseg.data import TGSDirectory
-from saltseg.eda import COVERAGE_LABELS, coverage_class, pick_samples
+from saltseg.cli.main import main
+from saltseg.data import synthetic
+from saltseg.data.tiles import TGSDirectory
+from saltseg.report.eda import COVERAGE_LABELS, coverage_class, pick_samples
 
 FIGURES = ("eda_samples.png", "eda_coverage.png", "eda_depth.png", "eda_images.png")
 
@@ -93,6 +93,10 @@ def test_no_test_images_no_depths(synth: Path, tmp_path: Path) -> None:
 def test_coverage_class_boundaries() -> None:
     got = coverage_class(np.array([0, 1, 1020, 1021, 5101, 9180, 9181, 10201]), 10201)
     assert got.tolist() == [0, 1, 1, 2, 6, 9, 10, 10]
+    # exactly 10% (possible on a 10x10 mask, not on a 101x101 tile) is in 0-10%, as the
+    # folds count it: one coverage_class for EDA, review and folds
+    assert coverage_class(np.array([10, 11, 90, 91, 100]), 100).tolist() == [1, 2, 9, 10, 10]
+    assert COVERAGE_LABELS[1] == "0-10%" and COVERAGE_LABELS[10] == "90-100%"
 
 
 def test_pick_samples_spread() -> None:
@@ -106,7 +110,7 @@ def test_eda_code_does_not_import_keras(synth: Path, tmp_path: Path) -> None:
     """The command's own code stays light (``cli.main`` may still pre-import keras)."""
     argv = ["eda", str(synth), "--out", str(tmp_path), "--skip-test", "--samples", "4"]
     code = (
-        "import sys; from saltseg.cli import build_parser; "
+        "import sys; from saltseg.cli.main import build_parser; "
         f"args = build_parser().parse_args({argv!r}); assert args.func(args) == 0; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow')))"
     )

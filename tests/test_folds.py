@@ -6,10 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from saltseg.cli import main
-from saltseg.data import TGSDirectory
-from saltseg.errors import DataError
-from saltseg.folds import coverage_class, coverage_folds, depth_folds, read_folds, write_folds
+from saltseg.cli.main import main
+from saltseg.core.errors import DataError
+from saltseg.data.folds import (
+    coverage_folds,
+    depth_folds,
+    mask_coverage_class,
+    read_folds,
+    write_folds,
+)
+from saltseg.data.tiles import TGSDirectory
 
 
 def test_depth_folds_rank_mod_k() -> None:
@@ -38,7 +44,7 @@ def test_coverage_folds_stratified_and_deterministic() -> None:
     assert not np.array_equal(f1, coverage_folds(masks, 5, seed=2))
     sizes = np.bincount(f1)
     assert sizes.min() >= 39 and sizes.max() <= 41
-    empty = coverage_class(masks) == 0
+    empty = mask_coverage_class(masks) == 0
     per_fold_empty = np.bincount(f1[empty], minlength=5)
     assert per_fold_empty.max() - per_fold_empty.min() <= 1
 

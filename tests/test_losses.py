@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from saltseg import losses
+from phalanx import losses as phalanx_losses
+from saltseg.nets import losses
 
 RTOL = ATOL = 1e-5
 
@@ -160,12 +161,14 @@ def test_deep_supervision_matches_reference(name, kinds, norm):
     _, pixel = batch(7, kinds=kinds)
     empty = np.random.default_rng(8).normal(size=(len(y), 1)).astype(np.float32) * 2
     got = val(
-        losses.phalanx_deep_supervision_loss(y, fused, pixel, empty, pixel_normalization=norm)
+        phalanx_losses.phalanx_deep_supervision_loss(
+            y, fused, pixel, empty, pixel_normalization=norm
+        )
     )
     assert np.isfinite(got)
     np.testing.assert_allclose(got, ref_deep_supervision(y, fused, pixel, empty, norm), RTOL, ATOL)
     # the Keras per-output losses sum to the same value
-    parts = losses.deep_supervision_losses(pixel_normalization=norm)
+    parts = phalanx_losses.deep_supervision_losses(pixel_normalization=norm)
     total = sum(val(parts[k](y, out)) for k, out in (("fused", fused), ("pixel", pixel)))
     total += val(parts["empty"](y, empty))
     np.testing.assert_allclose(total, got, RTOL, ATOL)
@@ -175,22 +178,26 @@ def test_deep_supervision_without_non_empty_image():
     y, fused = batch(9, kinds=("empty", "empty", "empty"))
     pixel = np.full_like(fused, 5.0)
     for norm in ("batch", "non_empty"):
-        assert val(losses.pixel_lovasz(y, pixel, normalization=norm)) == 0.0
-        got = losses.phalanx_deep_supervision_loss(y, fused, pixel, np.zeros((3,)))
+        assert val(phalanx_losses.pixel_lovasz(y, pixel, normalization=norm)) == 0.0
+        got = phalanx_losses.phalanx_deep_supervision_loss(y, fused, pixel, np.zeros((3,)))
         assert np.isfinite(val(got))
 
 
 def test_empty_classifier_targets():
     y, _ = batch(10, kinds=("empty", "blob"))
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(losses.empty_targets(y)), [1, 0])
-    targets = losses.empty_targets(y, "non_empty")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(phalanx_losses.empty_targets(y)), [1, 0]
+    )
+    targets = phalanx_losses.empty_targets(y, "non_empty")
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(targets), [0, 1])
     logits = np.array([[3.0], [-2.0]], np.float32)
-    from_masks = val(losses.empty_bce(y, logits))
-    from_labels = val(losses.empty_bce(np.array([[1.0], [0.0]]), logits))
+    from_masks = val(phalanx_losses.empty_bce(y, logits))
+    from_labels = val(phalanx_losses.empty_bce(np.array([[1.0], [0.0]]), logits))
     assert from_masks == pytest.approx(from_labels)
     probs = sigmoid(logits)
-    assert val(losses.empty_bce(y, probs, from_logits=False)) == pytest.approx(from_masks, 1e-5)
+    assert val(phalanx_losses.empty_bce(y, probs, from_logits=False)) == pytest.approx(
+        from_masks, 1e-5
+    )
 
 
 def test_gradients_finite_and_jit():
@@ -201,7 +208,7 @@ def test_gradients_finite_and_jit():
         "bce_dice": lambda: losses.bce_dice(y_t, x_t),
         "lovasz": lambda: losses.lovasz_hinge(y_t, x_t),
         "lovasz_elu": lambda: losses.lovasz_hinge(y_t, x_t, activation="elu+1"),
-        "pixel": lambda: losses.pixel_lovasz(y_t, x_t, normalization="non_empty"),
+        "pixel": lambda: phalanx_losses.pixel_lovasz(y_t, x_t, normalization="non_empty"),
     }
     for name, fn in fns.items():
         with tf.GradientTape() as tape:

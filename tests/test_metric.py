@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from saltseg import metric
-from saltseg.data import TGSDirectory
+from saltseg.core import metric
+from saltseg.data.tiles import TGSDirectory
 
 
 def reference_image_score(truth: np.ndarray, pred: np.ndarray) -> float:

@@ -13,24 +13,28 @@ import keras
 import numpy as np
 import pytest
 
-from saltseg.adapters import get_adapter
-from saltseg.encoders import (
+from saltseg.data.adapters import get_adapter
+from saltseg.nets.encoders import (
     EncoderWeightsError,
     build_encoder_model,
     get_encoder,
     save_encoder_weights,
 )
-from saltseg.layers import BatchNormalization, BilinearUpsample
-from saltseg.zoo import MODELS, add_models_parser, describe_models, get_model_spec
+from saltseg.nets.layers import BatchNormalization, BilinearUpsample
+from saltseg.nets.zoo import MODELS, add_models_parser, describe_models, get_model_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_SOURCES = [
-    "saltseg/layers.py",
-    "saltseg/encoders.py",
-    "saltseg/zoo.py",
-    "saltseg/adapters.py",
+    "saltseg/nets/layers.py",
+    "saltseg/nets/encoders.py",
+    "saltseg/nets/zoo.py",
+    "saltseg/data/adapters.py",
+    "saltseg/nets/losses.py",
     "bes/model.py",
+    "bes/blocks.py",
     "phalanx/model.py",
+    "phalanx/blocks.py",
+    "phalanx/losses.py",
 ]
 FULL = [n for n, s in MODELS.items() if not s.tiny]
 TINY = [n for n, s in MODELS.items() if s.tiny]
@@ -292,7 +296,7 @@ def test_grouped_conv_split_equals_native(tmp_path) -> None:
     import keras
     import numpy as np
 
-    from saltseg.layers import GroupedConv2D
+    from saltseg.nets.layers import GroupedConv2D
 
     x = np.random.default_rng(0).normal(size=(2, 9, 9, 64)).astype("float32")
     native = GroupedConv2D(32, 3, strides=2, groups=8, use_bias=True, implementation="native")

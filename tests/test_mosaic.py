@@ -12,10 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from saltseg import TILE, rle
-from saltseg.cli import build_parser
-from saltseg.errors import DataError
-from saltseg.mosaic import (
+from saltseg import TILE
+from saltseg.cli.main import build_parser
+from saltseg.core import rle
+from saltseg.core.errors import DataError
+from saltseg.data.submission import read_rle_csv, write_rle_csv
+from saltseg.post.mosaic import (
     MatchParams,
     Mosaics,
     apply_to_csv,
@@ -27,7 +29,6 @@ from saltseg.mosaic import (
     postprocess,
     read_mosaics,
 )
-from saltseg.submission import read_rle_csv, write_rle_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -256,7 +257,7 @@ def test_mosaic_command_does_not_import_keras(tmp_path: Path) -> None:
     write_puzzle_dir(data)
     argv = ["mosaic", "build", "--data", str(data), "--cache", str(tmp_path)]
     code = (
-        "import sys\nfrom saltseg.cli import build_parser\n"
+        "import sys\nfrom saltseg.cli.main import build_parser\n"
         f"args = build_parser().parse_args({argv!r})\nrc = args.func(args)\n"
         "print(rc, 'keras' in sys.modules, 'tensorflow' in sys.modules)\n"
     )

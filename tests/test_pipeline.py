@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from saltseg.data import TGSDirectory, is_black, read_images
-from saltseg.submission import read_rle_csv
+from saltseg.data.submission import read_rle_csv
+from saltseg.data.tiles import TGSDirectory, is_black, read_images
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent

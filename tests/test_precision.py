@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import yaml
 
-from saltseg.callbacks import load_model_weights, save_weights
-from saltseg.errors import ConfigError
-from saltseg.losses import get_loss
-from saltseg.precision import cpu_flags, dtype_policy, has_native_bf16, resolve_precision
-from saltseg.recipe import load_recipe, load_stage
-from saltseg.training import build_model
-from saltseg.zoo import get_model_spec
+from saltseg.config.precision import cpu_flags, dtype_policy, has_native_bf16, resolve_precision
+from saltseg.config.recipe import load_recipe, load_stage
+from saltseg.core.errors import ConfigError
+from saltseg.infer.networks import build_model, load_model_weights, save_weights
+from saltseg.nets.losses import get_loss
+from saltseg.nets.zoo import get_model_spec
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD

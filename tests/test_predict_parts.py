@@ -10,21 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from saltseg.ensemble import blend, submission_order, to_masks, write_submission
-from saltseg.errors import DataError
-from saltseg.predict import stage_weight_files
-from saltseg.probs import ProbMaps, ProbWriter, partial_path, quantize, read_probs, write_probs
-from saltseg.pseudo import (
-    confidence,
-    is_complete,
-    make_pseudo_labels,
-    phalanx_bins,
-    select_bes,
-    select_phalanx,
-)
-from saltseg.recipe import load_stage
-from saltseg.rle import decode
-from saltseg.submission import read_rle_csv
+from bes.pseudo import select_bes
+from phalanx.pseudo import phalanx_bins, select_phalanx
+from saltseg.config.recipe import load_stage
+from saltseg.core.errors import DataError
+from saltseg.core.rle import decode
+from saltseg.data.probs import ProbMaps, ProbWriter, partial_path, quantize, read_probs, write_probs
+from saltseg.data.submission import read_rle_csv
+from saltseg.infer.stage import stage_weight_files
+from saltseg.post.ensemble import blend, submission_order, to_masks, write_submission
+from saltseg.post.pseudo import confidence, is_complete, make_pseudo_labels
 
 IDS = [f"t{i:03d}" for i in range(10)]
 
@@ -248,7 +243,7 @@ def test_top_up_adds_the_most_confident_non_black_tiles(tmp_path: Path) -> None:
 
 
 def test_predict_command_names_the_missing_training(tmp_path: Path, capsys) -> None:
-    from saltseg.cli import main
+    from saltseg.cli.main import main
 
     settings = tmp_path / "SETTINGS.json"
     settings.write_text(json.dumps({"DATA_DIR": str(tmp_path), "PREDICTIONS_DIR": "pred"}))

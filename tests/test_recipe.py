@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from saltseg.errors import ConfigError
-from saltseg.recipe import SelfLabelConfig, list_stages, load_recipe, load_stage, recipe_path
+from saltseg.config.recipe import SelfLabelConfig, list_stages, load_recipe, load_stage, recipe_path
+from saltseg.core.errors import ConfigError
 
 STAGES = [
     ("bes", "stage1"),
@@ -203,7 +203,7 @@ def test_profile_phases_drop_pretrain_and_reset_predict(tmp_path: Path) -> None:
 
 
 def test_scale_phase_keeps_cycle_proportions() -> None:
-    from saltseg.training import scale_phase, validated_epochs
+    from saltseg.train.budget import scale_phase, validated_epochs
 
     lov = load_stage("phalanx", "stage1", "cpu").phases[1]
     lov = lov.model_copy(
@@ -225,7 +225,7 @@ def test_scale_phase_keeps_cycle_proportions() -> None:
 
 
 def test_budget_plan_fits_the_time_left(tmp_path: Path) -> None:
-    from saltseg.training import Budget
+    from saltseg.train.budget import Budget
 
     bce, lov = load_stage("phalanx", "stage1", "cpu").phases[:2]
     phases = [  # 12 + 12 nominal epochs, validation every 4 and 3 epochs
@@ -261,7 +261,7 @@ def test_budget_plan_fits_the_time_left(tmp_path: Path) -> None:
 def test_budget_plan_counts_self_labelling(tmp_path: Path) -> None:
     """Labelling test tiles in a later phase is planned from the measured speed (a forward
     pass ~1/3 of a training step, x2 with flip TTA), so the chain still ends on time."""
-    from saltseg.training import Budget
+    from saltseg.train.budget import Budget
 
     bce, lov = load_stage("phalanx", "stage1", "cpu").phases[:2]
     self_ = lov.model_copy(

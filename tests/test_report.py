@@ -10,8 +10,8 @@ import cv2
 import pytest
 import yaml
 
-from saltseg.cli import main
-from saltseg.report import find_runs, read_log
+from saltseg.cli.main import main
+from saltseg.report.curves import find_runs, read_log
 
 # Recipe order is warmup -> anneal (alphabetical order would be the reverse).
 LOGS = {
@@ -180,7 +180,7 @@ def test_bench_select(run_all) -> None:
 
 def test_cpu_budget_fixed_epochs() -> None:
     """``--epochs``: the cpu profile with fixed epochs per phase and no wall-clock budget."""
-    from saltseg.recipe import load_stage
+    from saltseg.config.recipe import load_stage
 
     cpu_budget = _bench_module("cpu_budget")
     recipe = load_stage("phalanx", "stage1", "cpu")

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from conftest import write_tgs_dir
 
-from saltseg import metric
-from saltseg.cli import main
-from saltseg.probs import write_probs
-from saltseg.review import review_csv, worst_and_best
-from saltseg.submission import read_rle_csv, write_rle_csv
+from saltseg.cli.main import main
+from saltseg.core import metric
+from saltseg.data.probs import write_probs
+from saltseg.data.submission import read_rle_csv, write_rle_csv
+from saltseg.report.review import review_csv, worst_and_best
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_review_csv_numbers(tgs, tmp_path: Path) -> None:
     assert f"- tiles reviewed: {len(keep)} (of {len(ids)} truth ids)" in md
     assert f"- score: {scores.mean():.4f}" in md
     cls = _class(truth[::2].reshape(len(keep), -1).sum(axis=1))
-    labels = ["empty", "<10%", *(f"{k}-{k + 10}%" for k in range(10, 90, 10)), ">=90%"]
+    labels = ["empty", *(f"{k}-{k + 10}%" for k in range(0, 100, 10))]
     pred_empty = ~pred.reshape(len(keep), -1).any(axis=1)
     for c in np.unique(cls):
         sel = cls == c

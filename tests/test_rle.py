@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from saltseg import rle
-from saltseg.data import read_mask
+from saltseg.core import rle
+from saltseg.data.tiles import read_mask
 
 
 def test_known_examples() -> None:

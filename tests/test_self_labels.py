@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 from conftest import write_tgs_dir
 
-from saltseg.data import TGSDirectory
-from saltseg.recipe import SelfLabelConfig
-from saltseg.rle import decode
-from saltseg.self_labels import sample_test_ids, self_label
-from saltseg.training import build_model
-from saltseg.zoo import get_model_spec
+from saltseg.config.recipe import SelfLabelConfig
+from saltseg.core.rle import decode
+from saltseg.data.tiles import TGSDirectory
+from saltseg.infer.networks import build_model
+from saltseg.nets.zoo import get_model_spec
+from saltseg.train.self_labels import sample_test_ids, self_label
 
 
 def test_self_label_writes_then_reuses_labels(tmp_path: Path, capsys) -> None:

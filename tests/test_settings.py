@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from saltseg.cli import main
-from saltseg.errors import ConfigError
-from saltseg.settings import Settings, load_settings
+from saltseg.cli.main import main
+from saltseg.config.settings import Settings, load_settings
+from saltseg.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from saltseg import TILE
-from saltseg.rle import decode
-from saltseg.synthetic import generate_dataset, make_tile, save_preview
+from saltseg.core.rle import decode
+from saltseg.data.synthetic import generate_dataset, make_tile
+from saltseg.report.plots import save_preview
 
 N_TRAIN, N_TEST, SEED = 60, 20, 7
 

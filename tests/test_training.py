@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from saltseg import synthetic
-from saltseg.precision import resolve_precision
-from saltseg.recipe import SelfLabelConfig, load_stage, recipe_path
-from saltseg.settings import load_settings
-from saltseg.training import train_stage
+from saltseg.config.precision import resolve_precision
+from saltseg.config.recipe import SelfLabelConfig, load_stage, recipe_path
+from saltseg.config.settings import load_settings
+from saltseg.data import synthetic
+from saltseg.train.stage import train_stage
 
 pytestmark = pytest.mark.slow
 
@@ -154,8 +154,8 @@ def test_killed_run_resumes_to_the_same_epochs(workspace: Path) -> None:
 
 def _fake_pseudo_labels(workspace: Path, round_dir: str) -> None:
     """Pseudo-labels for the synthetic test tiles (arbitrary blobs; only the mechanics matter)."""
-    from saltseg.data import TGSDirectory
-    from saltseg.rle import encode
+    from saltseg.core.rle import encode
+    from saltseg.data.tiles import TGSDirectory
 
     ids = TGSDirectory(workspace / "data").test_ids()
     rng = np.random.default_rng(0)
@@ -209,8 +209,8 @@ def test_tiny_networks_learn(learn_workspace: Path, family, stage, loss, optimiz
     for ~100 epochs) and, for phalanx, BCE in place of Lovasz (the Lovasz hinge alone learns
     very slowly from random weights).
     """
-    from saltseg.data import TGSDirectory
-    from saltseg.metric import score
+    from saltseg.core.metric import score
+    from saltseg.data.tiles import TGSDirectory
 
     settings = load_settings(learn_workspace / "SETTINGS.json")
     recipe = load_stage(family, stage, "tiny")
@@ -238,7 +238,7 @@ def test_tiny_networks_learn(learn_workspace: Path, family, stage, loss, optimiz
     assert len(log) == 10
     assert log[-1]["loss"] < 0.7 * log[0]["loss"]
     data = TGSDirectory(learn_workspace / "data")
-    from saltseg.folds import depth_folds
+    from saltseg.data.folds import depth_folds
 
     train = data.load_train()
     val = depth_folds(train.ids, data.depths()) == 0
@@ -325,7 +325,7 @@ def test_budget_guard_shortens_then_stops(tmp_path: Path) -> None:
     cycle truncated, so it still anneals); with less than one epoch left it stops."""
     from types import SimpleNamespace
 
-    from saltseg.training import Budget, BudgetGuard, truncate_cycles
+    from saltseg.train.budget import Budget, BudgetGuard, truncate_cycles
 
     assert truncate_cycles([5, 5], 7) == [5, 2] and truncate_cycles([5, 5], 5) == [5]
     assert truncate_cycles([5, 5], 10) == [5, 5] and truncate_cycles([9], 3) == [3]
@@ -361,7 +361,7 @@ def test_budget_guard_shortens_then_stops(tmp_path: Path) -> None:
 
 
 def test_per_step_cosine_reaches_lr_min_at_the_cycle_end(tmp_path: Path) -> None:
-    from saltseg.callbacks import CosineSchedule
+    from saltseg.train.callbacks import CosineSchedule
 
     per_epoch = CosineSchedule([2, 2], 1.0, 0.0, tmp_path)
     assert [per_epoch.lr_at(e) for e in range(4)] == pytest.approx([1, 0.5, 1, 0.5])

@@ -1,0 +1,36 @@
+"""Helpers shared by the command-line modules: settings, data folder, stage options."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from saltseg.config.recipe import StageRecipe, resolve_recipe
+from saltseg.config.settings import PROFILES, Settings, data_dir_for, load_settings
+from saltseg.core.registry import family_names
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings of ``--settings`` (default ``$SALTSEG_SETTINGS`` or ``SETTINGS.json``)."""
+    return load_settings(args.settings)
+
+
+def data_dir(args: argparse.Namespace) -> Path:
+    """``--data``, else the settings' ``DATA_DIR``."""
+    return data_dir_for(getattr(args, "data", None), args.settings)
+
+
+def add_stage_args(
+    p: argparse.ArgumentParser, stage_help: str = "recipe name, e.g. stage2"
+) -> None:
+    """``--family``, ``--stage``, ``--recipe`` and ``--profile``: which recipe a command runs."""
+    p.add_argument("--family", choices=family_names())
+    p.add_argument("--stage", help=stage_help)
+    p.add_argument("--recipe", help="a recipe YAML file instead of --family/--stage")
+    p.add_argument("--profile", choices=PROFILES, help="default: PROFILE setting")
+
+
+def recipe_from_args(args: argparse.Namespace, settings: Settings) -> tuple[StageRecipe, str]:
+    """The recipe the stage options name, with the profile (``--profile`` or the setting)."""
+    profile = args.profile or settings.PROFILE
+    return resolve_recipe(args.recipe, args.family, args.stage, profile), profile

@@ -1,0 +1,265 @@
+"""Prediction of a trained stage: every fold's weights, flip TTA, the recipe's weighted mean.
+
+For one stage (e.g. b.e.s. stage 2) the recipe's ``predict`` list names the weights of
+each fold (``best`` of a phase, or its cosine-cycle snapshots, each with a weight). The
+probability of a tile is the mean over folds of each fold's weighted mean over its
+weights; every network sees the tile and its horizontal mirror (flip TTA), and its
+output goes back to 101x101 through the family's inverse adapter.
+
+Two sets:
+
+- ``test``: every tile of an image folder (ids = sorted file names), streamed in chunks
+  into ``PREDICTIONS_DIR/probs/test/<family>_<stage>.h5`` (uint8, see
+  :mod:`saltseg.data.probs`); a crash resumes at the last finished chunk, and a complete file
+  whose inputs (images, weights) are unchanged is reused.
+- ``oof``: each trained fold's validation tiles, predicted by that fold's networks only
+  (out-of-fold), into ``probs/oof/<family>_<stage>.h5``, with the validation score.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saltseg.config.recipe import PredictWeights, StageRecipe
+from saltseg.config.settings import Settings
+from saltseg.core import metric
+from saltseg.core.errors import DataError
+from saltseg.data.adapters import get_adapter
+from saltseg.data.folds import fold_assignment
+from saltseg.data.probs import ProbWriter, read_probs, write_probs
+from saltseg.data.tiles import TGSDirectory, ids_from_folder, read_images
+from saltseg.infer.networks import (
+    build_model,
+    load_model_weights,
+    main_output,
+    predict_probabilities,
+)
+from saltseg.nets.zoo import get_model_spec
+
+DEFAULT_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One network's weights and its share of its fold's mean."""
+
+    fold: int
+    path: Path
+    weight: float
+
+    def signature(self, root: Path) -> list[Any]:
+        st = self.path.stat()
+        return [
+            self.fold,
+            str(self.path.relative_to(root)),
+            self.weight,
+            st.st_size,
+            st.st_mtime_ns,
+        ]
+
+
+def _snapshot_index(path: Path) -> int:
+    return int(path.name.removeprefix("snapshot_").removesuffix(".weights.h5"))
+
+
+def _entry_files(phase_dir: Path, entry: PredictWeights) -> list[Path]:
+    if entry.file in ("best", "last"):
+        path = phase_dir / f"{entry.file}.weights.h5"
+        return [path] if path.is_file() else []
+    snaps = sorted(phase_dir.glob("snapshot_*.weights.h5"), key=_snapshot_index)
+    if entry.snapshots is not None:
+        wanted = set(entry.snapshots)
+        snaps = [s for s in snaps if _snapshot_index(s) in wanted]
+    return snaps
+
+
+def stage_weight_files(recipe: StageRecipe, stage_root: Path) -> dict[int, list[WeightFile]]:
+    """The weights that predict, per trained fold of the recipe (an error names what is
+    missing: an unfinished phase or no weights file)."""
+    entries = recipe.predict or [PredictWeights(phase=recipe.phases[-1].name, file="best")]
+    out: dict[int, list[WeightFile]] = {}
+    for k in recipe.folds:
+        files: list[WeightFile] = []
+        for entry in entries:
+            phase_dir = stage_root / f"fold_{k}" / entry.phase
+            if not (phase_dir / "DONE.json").is_file():
+                raise DataError(
+                    f"{phase_dir}: phase not finished; train it first: saltseg train "
+                    f"--family {recipe.family} --stage {recipe.stage} --fold {k}"
+                )
+            paths = _entry_files(phase_dir, entry)
+            if not paths:
+                raise DataError(f"{phase_dir}: no {entry.file} weights to predict with")
+            files += [WeightFile(k, p, entry.weight) for p in paths]
+        out[k] = files
+    return out
+
+
+class StagePredictor:
+    """Builds the stage's network once and averages its weight files over tiles."""
+
+    def __init__(
+        self, recipe: StageRecipe, files: dict[int, list[WeightFile]], batch_size: int = 32
+    ) -> None:
+        self.spec = get_model_spec(recipe.model)
+        self.model = build_model(self.spec)
+        self.adapter = get_adapter(self.spec.adapter)
+        self.output = main_output(self.spec, self.model)
+        self.files = files
+        self.batch_size = batch_size
+        self._loaded: Path | None = None
+
+    def _load(self, path: Path) -> None:
+        if self._loaded != path:
+            try:
+                load_model_weights(self.model, path)
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{path}: cannot load these weights: {exc}") from None
+            self._loaded = path
+
+    def predict(self, images: np.ndarray, folds: list[int], flip_tta: bool = True) -> np.ndarray:
+        """Mean over ``folds`` of each fold's weighted mean probability, ``(N, 101, 101)``."""
+        acc = np.zeros(images.shape, dtype=np.float32)
+        for k in folds:
+            total = sum(w.weight for w in self.files[k])
+            for w in self.files[k]:
+                self._load(w.path)
+                prob = predict_probabilities(
+                    self.model,
+                    images,
+                    self.adapter,
+                    self.output,
+                    logits=True,
+                    batch_size=self.batch_size,
+                    flip_tta=flip_tta,
+                )
+                acc += prob * np.float32(w.weight / total / len(folds))
+        return acc
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="tile", file=sys.stderr, disable=None)
+
+
+def predict_test(
+    recipe: StageRecipe,
+    stage_root: Path,
+    images_dir: Path,
+    out: Path,
+    profile: str,
+    batch_size: int = 32,
+    chunk: int = DEFAULT_CHUNK,
+    flip_tta: bool = True,
+) -> Path:
+    """Probabilities of every tile in ``images_dir`` (sorted ids), streamed into ``out``."""
+    files = stage_weight_files(recipe, stage_root)
+    ids = ids_from_folder(images_dir)
+    meta = {
+        "family": recipe.family,
+        "stage": recipe.stage,
+        "model": recipe.model,
+        "profile": profile,
+        "set": "test",
+        "images_dir": str(images_dir.resolve()),
+        "flip_tta": flip_tta,
+        "folds": sorted(files),
+        "weights": [w.signature(stage_root) for k in sorted(files) for w in files[k]],
+    }
+    if out.is_file():
+        try:
+            old = read_probs(out)
+            old.meta.pop("path", None)
+            if old.meta == meta and old.ids == ids:
+                print(f"[predict {recipe.family}/{recipe.stage}] up to date: {out}")
+                return out
+        except DataError:
+            pass
+    n_models = sum(len(v) for v in files.values())
+    print(
+        f"[predict {recipe.family}/{recipe.stage}] {len(ids)} tiles from {images_dir}, "
+        f"{n_models} network(s) x {'2 (flip TTA)' if flip_tta else '1'} -> {out}"
+    )
+    writer = ProbWriter(out, ids, meta)
+    predictor = StagePredictor(recipe, files, batch_size)
+    t0 = time.perf_counter()
+    start = writer.rows_done
+    if start:
+        print(f"[predict {recipe.family}/{recipe.stage}] resuming at tile {start}")
+    try:
+        with _progress(len(ids), f"{recipe.family}/{recipe.stage}") as bar:
+            bar.update(start)
+            for lo in range(start, len(ids), chunk):
+                hi = min(len(ids), lo + chunk)
+                images = read_images([images_dir / f"{i}.png" for i in ids[lo:hi]])
+                writer.write(lo, predictor.predict(images, sorted(files), flip_tta))
+                bar.update(hi - lo)
+    except BaseException:
+        writer.abort()
+        raise
+    path = writer.close()
+    took = time.perf_counter() - t0
+    rate = (len(ids) - start) / took if took > 0 else float("inf")
+    print(f"[predict {recipe.family}/{recipe.stage}] done in {took:.1f} s ({rate:.1f} tiles/s)")
+    return path
+
+
+@dataclass
+class OOFResult:
+    path: Path
+    score: float
+    fold_scores: dict[int, float]
+    best_threshold: float
+    best_score: float
+
+
+def predict_oof(
+    recipe: StageRecipe,
+    stage_root: Path,
+    settings: Settings,
+    out: Path,
+    batch_size: int = 32,
+    flip_tta: bool = True,
+) -> OOFResult:
+    """Out-of-fold probabilities of every trained fold's validation tiles, and their score
+    (threshold 0.5, black tiles empty) plus the best threshold on them."""
+    files = stage_weight_files(recipe, stage_root)
+    data = TGSDirectory(settings.data_dir)
+    train = data.load_train(verify_rle=False)
+    folds = fold_assignment(recipe, data, train)
+    predictor = StagePredictor(recipe, files, batch_size)
+    idx_all, probs, fold_scores = [], [], {}
+    for k in sorted(files):
+        idx = np.flatnonzero(folds == k)
+        prob = predictor.predict(train.images[idx], [k], flip_tta)
+        pred = (prob > 0.5) & ~train.black[idx, None, None]
+        fold_scores[k] = metric.score(train.masks[idx], pred)
+        idx_all.append(idx)
+        probs.append(prob)
+    idx = np.concatenate(idx_all)
+    prob = np.concatenate(probs)
+    ids = [train.ids[i] for i in idx]
+    black = train.black[idx]
+    pred = (prob > 0.5) & ~black[:, None, None]
+    score = metric.score(train.masks[idx], pred)
+    masked = np.where(black[:, None, None], 0.0, prob)
+    thr, best, _ = metric.best_threshold(train.masks[idx], masked)
+    meta = {
+        "family": recipe.family,
+        "stage": recipe.stage,
+        "model": recipe.model,
+        "set": "oof",
+        "flip_tta": flip_tta,
+        "folds": sorted(files),
+        "score": score,
+        "fold_scores": {str(k): v for k, v in fold_scores.items()},
+    }
+    path = write_probs(out, ids, prob, meta)
+    return OOFResult(path, score, fold_scores, thr, best)

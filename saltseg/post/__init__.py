@@ -1,0 +1,1 @@
+"""Layer 5: blending, pseudo-labels and jigsaw-mosaic post-processing."""

@@ -1,0 +1,1 @@
+"""Layer 5: EDA, training curves, prediction review and plotting helpers."""
