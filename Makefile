@@ -54,7 +54,7 @@ train: setup
 predict: setup
 	./predict.sh $(if $(PROFILE),--profile $(PROFILE))
 
-# Build the GPU image saltseg:<version> (needs a Docker engine; see README, "Docker").
+# Build the GPU image saltseg:<version> (needs a Docker engine; see docker/README.md).
 .PHONY: docker-build
 docker-build:
 	bash docker/build.sh

@@ -6,7 +6,7 @@
 #   round 2: b.e.s. stage 2 and phalanx stage 2 -> blend -> pseudo-labels v2 (all tiles)
 #   round 3: phalanx stage 3
 # With --profile cpu: one network only, phalanx stage 1's cpu profile (fold 0, a 30-minute
-# budget; README, "CPU profile"), validated and used to predict the test tiles.
+# budget; docs/cpu-profile.md), validated and used to predict the test tiles.
 #
 # Every step skips work that is complete (finished phases and folds, up-to-date
 # predictions and pseudo-labels), so rerunning after a crash resumes where it stopped.

@@ -102,7 +102,7 @@ class BatchNormalization(layers.BatchNormalization):
 
     The automatic gradient of the Keras layer's moments and normalisation takes about
     twice the element-wise passes; on 2 CPU cores this makes the cpu profile's training
-    step about 4% faster (README, "CPU profile"). Masks, renorm and synchronised
+    step about 4% faster (docs/cpu-profile.md). Masks, renorm and synchronised
     statistics fall back to the Keras layer.
     """
 
