@@ -11,7 +11,9 @@
 #
 # usage: ./predict.sh [--profile full|cpu|tiny] [--settings FILE] [--threshold T]
 #                     [--bes-stage S | --bes-recipe FILE] [--phalanx-stage S | --phalanx-recipe FILE]
-#                     [--no-tta] [--no-postprocess]
+#                     [--no-tta] [--no-postprocess] [--mosaic-layout DIR]
+# --mosaic-layout: post-process with a mosaic layout in the original's format (a folder of
+# grid CSVs such as its data/mos_numpy_v2) instead of the mosaics matched here.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
@@ -21,6 +23,7 @@ PHALANX_STAGE=stage3
 THRESHOLD=0.5
 POSTPROCESS=1
 TTA_ARGS=()
+LAYOUT_ARGS=()
 BES=(--family bes --stage stage2)
 PHALANX=(--family phalanx --stage stage3)
 PHALANX_SET=0
@@ -39,7 +42,8 @@ while [[ $# -gt 0 ]]; do
       PHALANX=(--recipe "$2"); PHALANX_SET=1; shift 2 ;;
     --no-tta) TTA_ARGS=(--no-tta); shift ;;
     --no-postprocess) POSTPROCESS=0; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --mosaic-layout) LAYOUT_ARGS=(--layout "${2:?--mosaic-layout needs a folder}"); shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see ./predict.sh --help)" ;;
   esac
 done
@@ -77,7 +81,7 @@ fi
 
 if [[ "$POSTPROCESS" == 1 ]]; then
   step "jigsaw-mosaic post-processing"
-  saltseg mosaic apply "$CSV" --out "$CSV" --test-images "$IMAGES"
+  saltseg mosaic apply "$CSV" --out "$CSV" --test-images "$IMAGES" "${LAYOUT_ARGS[@]}"
 fi
 echo
 echo "predict.sh: wrote $CSV"

@@ -65,10 +65,14 @@ blend_round() { # round bes-stage phalanx-stage
   fi
 }
 
-pseudo() { # round rule
-  step "round $1 pseudo-labels, $2 rule"
-  saltseg pseudo "$PROBS/round$1_blend.h5" --rule "$2" --out "pseudo/round$1_$2" "${PSEUDO_ARGS[@]}"
+pseudo() { # round name [rule]: the full profile cuts and selects as the original did
+  local rule=${3:-$2}
+  step "round $1 pseudo-labels, $rule rule"
+  saltseg pseudo "$PROBS/round$1_blend.h5" --rule "$rule" --out "pseudo/round$1_$2" \
+    "${PSEUDO_ARGS[@]}"
 }
+ORIGINAL_RULES=false  # the full profile: the original's fold slices and all 18,000 tiles
+[[ "$PROFILE" == full ]] && ORIGINAL_RULES=true
 
 if [[ "$PROFILE" == cpu ]]; then
   train_stage phalanx stage1
@@ -81,13 +85,13 @@ train_stage bes stage1
 train_stage phalanx stage1
 blend_round 1 stage1 stage1
 pseudo 1 bes
-pseudo 1 phalanx
+if [[ "$ORIGINAL_RULES" == true ]]; then pseudo 1 phalanx phalanx_slices; else pseudo 1 phalanx; fi
 [[ "$UNTIL" -ge 2 ]] || { echo "train.sh: stopped after round 1 (--until 1)"; exit 0; }
 
 train_stage bes stage2
 train_stage phalanx stage2
 blend_round 2 stage2 stage2
-pseudo 2 all
+if [[ "$ORIGINAL_RULES" == true ]]; then pseudo 2 all all_tiles; else pseudo 2 all; fi
 [[ "$UNTIL" -ge 3 ]] || { echo "train.sh: stopped after round 2 (--until 2)"; exit 0; }
 
 train_stage phalanx stage3

@@ -80,3 +80,4 @@ def register(registry: Registry) -> None:
     registry.add("augmentations", "phalanx", "phalanx.augment:phalanx_augmentation")
     registry.add("losses", "deep_supervision", "phalanx.losses:deep_supervision_losses")
     registry.add("pseudo_rules", "phalanx", "phalanx.pseudo:phalanx_rule")
+    registry.add("pseudo_rules", "phalanx_slices", "phalanx.pseudo:phalanx_slices_rule")

@@ -25,6 +25,27 @@ def phalanx_bins(pixels: np.ndarray) -> np.ndarray:
     return bins
 
 
+# The original's fixed slice sizes per fold (folds 0-3; fold 4 takes the rest), per bin:
+# empty, 20-500 px, to 1/4, to 1/2, to 3/4, to 90% (phalanx/make_pseudo.py).
+ORIGINAL_SLICES: dict[int, int] = {0: 600, 2: 110, 3: 300, 4: 240, 5: 200, 6: 130}
+
+
+def phalanx_choice(
+    conf: np.ndarray,
+    pixels: np.ndarray,
+    black: np.ndarray,
+    min_conf: float = 0.97,
+    small_conf: float = 0.99,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which tiles the phalanx rule keeps, and every tile's size bin; ids must be sorted."""
+    bins = phalanx_bins(pixels)
+    ok = (conf >= min_conf) & ~black & (bins != 1) & (bins != 7)
+    ok &= (bins != 2) | (conf >= small_conf)
+    empty = np.flatnonzero(ok & (bins == 0))
+    ok[empty[1::2]] = False  # every 2nd empty mask
+    return ok, bins
+
+
 def select_phalanx(
     conf: np.ndarray,
     pixels: np.ndarray,
@@ -34,18 +55,35 @@ def select_phalanx(
     min_conf: float = 0.97,
     small_conf: float = 0.99,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Chosen tiles and their fold (-1 when not chosen); ids must be sorted."""
-    bins = phalanx_bins(pixels)
-    ok = (conf >= min_conf) & ~black & (bins != 1) & (bins != 7)
-    ok &= (bins != 2) | (conf >= small_conf)
-    empty = np.flatnonzero(ok & (bins == 0))
-    ok[empty[1::2]] = False  # every 2nd empty mask
+    """Chosen tiles and their fold (-1 when not chosen), each bin dealt evenly."""
+    ok, bins = phalanx_choice(conf, pixels, black, min_conf, small_conf)
     folds = np.full(len(conf), -1, dtype=int)
     rng = np.random.default_rng(seed)
     for b in np.unique(bins[ok]):
         members = rng.permutation(np.flatnonzero(ok & (bins == b)))
         folds[members] = np.arange(len(members)) % n_folds
     return ok, folds
+
+
+def select_phalanx_slices(
+    conf: np.ndarray, pixels: np.ndarray, black: np.ndarray, n_folds: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same tiles, cut as the original did: in (sorted) id order, each bin's first
+    :data:`ORIGINAL_SLICES` tiles go to fold 0, the next to fold 1, ..., the last fold
+    takes the rest (about 1,580/1,580/1,600/1,580/1,962 tiles on the competition data)."""
+    ok, bins = phalanx_choice(conf, pixels, black)
+    folds = np.full(len(conf), -1, dtype=int)
+    for b, size in ORIGINAL_SLICES.items():
+        members = np.flatnonzero(ok & (bins == b))
+        folds[members] = np.minimum(np.arange(len(members)) // size, n_folds - 1)
+    return ok, folds
+
+
+def phalanx_slices_rule(
+    conf: np.ndarray, pixels: np.ndarray, black: np.ndarray, n_folds: int = 5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The registered ``phalanx_slices`` rule (the full profile's; see above)."""
+    return select_phalanx_slices(conf, pixels, black, n_folds)
 
 
 def phalanx_rule(

@@ -14,3 +14,4 @@ def register(registry: Registry) -> None:
     registry.add("losses", "lovasz", "saltseg.nets.losses:lovasz")
     registry.add("losses", "lovasz_elu", "saltseg.nets.losses:lovasz_elu")
     registry.add("pseudo_rules", "all", "saltseg.post.pseudo:select_all")
+    registry.add("pseudo_rules", "all_tiles", "saltseg.post.pseudo:select_all_tiles")

@@ -205,14 +205,15 @@ def test_stage_weight_files_follow_the_recipe(tmp_path: Path) -> None:
     recipe = load_stage("bes", "stage2", "tiny")
     root = tmp_path / "stage2"
     _fake_phase(root / "fold_0" / "finetune", ["best.weights.h5", "last.weights.h5"])
-    snaps = [f"snapshot_{c}.weights.h5" for c in (0, 1, 10)]
+    # b.e.s. stage 2 predicts with each snapshot cycle's best-validation file (numeric order)
+    snaps = [f"{kind}_{c}.weights.h5" for c in (0, 1, 10) for kind in ("snapshot", "cycle_best")]
     _fake_phase(root / "fold_0" / "snapshots", ["best.weights.h5", *snaps])
     files = stage_weight_files(recipe, root)[0]
     assert [(w.path.name, w.weight) for w in files] == [
         ("best.weights.h5", 3.0),
-        ("snapshot_0.weights.h5", 1.0),
-        ("snapshot_1.weights.h5", 1.0),
-        ("snapshot_10.weights.h5", 1.0),
+        ("cycle_best_0.weights.h5", 1.0),
+        ("cycle_best_1.weights.h5", 1.0),
+        ("cycle_best_10.weights.h5", 1.0),
     ]
     phalanx = load_stage("phalanx", "stage1", "tiny")  # snapshots 1-5 only
     proot = tmp_path / "p1"

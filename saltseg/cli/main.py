@@ -50,11 +50,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_folds(args: argparse.Namespace) -> int:
     """Write the fold assignment of the labelled tiles."""
-    from saltseg.data.folds import coverage_folds, depth_folds, write_folds
+    from saltseg.data.folds import coverage_folds, depth_folds, external_folds, write_folds
     from saltseg.data.tiles import TGSDirectory
 
     data = TGSDirectory(data_dir(args))
-    if args.method == "depth":
+    if args.fold_file:  # validate an external assignment against the data, write ours
+        ids = data.train_ids()
+        folds = external_folds(Path(args.fold_file), ids, args.n_folds)
+        args.method = "file"
+    elif args.method == "depth":
         ids = data.train_ids()
         folds = depth_folds(ids, data.depths(), args.n_folds)
     else:
@@ -197,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["depth", "coverage"], default="depth")
     p.add_argument("--n-folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0, help="shuffle seed (coverage method)")
+    p.add_argument(
+        "--fold-file",
+        metavar="CSV",
+        help="check a fold assignment made elsewhere (id,fold[,...], e.g. the original's "
+        "train_proc_v2_gr.csv) against the data and write it as ours",
+    )
     p.add_argument("--out", help="output CSV (default: DATA/folds_<method>.csv)")
     p.set_defaults(func=cmd_folds)
 

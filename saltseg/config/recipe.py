@@ -47,7 +47,19 @@ class OptimizerConfig(_Strict):
     lr: float = Field(gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    weight_decay_mode: Literal["decoupled", "coupled"] = Field(
+        "decoupled",
+        description="decoupled: Keras' weight_decay (w -= lr * wd * w beside the update); "
+        "coupled: PyTorch SGD's L2 term (wd * w added to the gradient, so it goes through "
+        "momentum; the original phalanx), sgd only",
+    )
     nesterov: bool = False
+
+    @model_validator(mode="after")
+    def _coupled_is_sgd(self) -> OptimizerConfig:
+        if self.weight_decay_mode == "coupled" and self.name != "sgd":
+            raise ValueError(f"weight_decay_mode 'coupled' is implemented for sgd, not {self.name}")
+        return self
 
 
 class PlateauConfig(_Strict):
@@ -68,6 +80,12 @@ class CosineConfig(_Strict):
         False,
         description="anneal at every step, reaching lr_min at the cycle's end (default: once "
         "an epoch, as the original; short cycles then end well above lr_min)",
+    )
+    cycle_best: bool = Field(
+        False,
+        description="keep each cycle's best-validation weights (cycle_best_<c>.weights.h5) "
+        "and start every cycle after the first from the previous cycle's best, as the "
+        "original b.e.s. ran each cycle as its own run from the previous run's best file",
     )
 
     @property
@@ -98,12 +116,22 @@ class PhaseConfig(_Strict):
     plateau: PlateauConfig | None = None
     cosine: CosineConfig | None = None
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
-    init: Literal["scratch", "previous_best", "previous_last", "pretrain"] = "previous_best"
+    init: Literal["scratch", "previous_best", "previous_last", "pretrain", "pretrain_best"] = (
+        "previous_best"
+    )
     data: Literal["folds", "pseudo", "folds+pseudo", "folds+self"] = "folds"
     self_labels: SelfLabelConfig | None = Field(
         None, description="with data 'folds+self': the test tiles this phase labels first"
     )
     augmentation: str = Field(description="a registered augmentation: none, bes, phalanx, ...")
+    sampling: Literal["epoch", "replacement"] = Field(
+        "epoch",
+        description="epoch: each epoch is a shuffled pass over the tiles; replacement: every "
+        "batch draws its tiles at random with replacement (the original b.e.s. generator)",
+    )
+    epoch_passes: int = Field(
+        1, ge=1, description="steps per epoch = tiles // batch * epoch_passes (b.e.s.: 2)"
+    )
     validate_every: int = Field(
         1, ge=1, description="validate every k epochs (and at each cycle's and the phase's end)"
     )
@@ -179,10 +207,13 @@ class ProfileConfig(_Strict):
     budget_minutes: float | None = Field(
         None, gt=0, description="wall-clock budget per fold; epochs are rescaled to fit it"
     )
+    epoch_passes: int | None = Field(None, ge=1, description="every phase's epoch_passes")
+    train_black_tiles: bool | None = None
 
 
 class PredictWeights(_Strict):
-    """Weights of one phase that predict: its ``best``/``last`` file or its snapshots.
+    """Weights of one phase that predict: its ``best``/``last`` file, its snapshots (end of
+    each cosine cycle) or each cycle's best-validation file (``cycle_best``).
 
     ``snapshots`` lists cycle indices (``None``: every snapshot the run saved); indices a
     shortened profile did not reach are skipped. ``weight`` is this entry's share of the
@@ -190,9 +221,12 @@ class PredictWeights(_Strict):
     """
 
     phase: str
-    file: Literal["best", "last", "snapshots"] = "snapshots"
+    file: Literal["best", "last", "snapshots", "cycle_best"] = "snapshots"
     snapshots: list[int] | None = None
     weight: float = Field(1.0, gt=0)
+    folds: list[int] | None = Field(
+        None, description="the folds this entry predicts for (None: every fold)"
+    )
 
 
 class StageRecipe(_Strict):
@@ -227,6 +261,18 @@ class StageRecipe(_Strict):
     budget_minutes: float | None = Field(
         None, gt=0, description="wall-clock budget per fold (None: run the epochs as written)"
     )
+    train_black_tiles: bool = Field(
+        False, description="train on black (one-value) tiles too, as the original phalanx did"
+    )
+    fold_file: str | None = Field(
+        None,
+        description="a fold-assignment CSV (id,fold[,...]; the original's train_proc_v2_gr.csv "
+        "format), relative to DATA_DIR; overrides fold_method",
+    )
+    model_options: dict[str, float | int | str | bool] = Field(
+        default_factory=dict,
+        description="keyword arguments of the network's builder (e.g. dropout: 0.0)",
+    )
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
 
     @field_validator("family")
@@ -250,15 +296,15 @@ class StageRecipe(_Strict):
         for p in self.pretrain:
             if p.data != "pseudo":
                 raise ValueError(f"pretrain phase {p.name!r} must use data 'pseudo'")
-            if p.init == "pretrain":
-                raise ValueError(f"pretrain phase {p.name!r} cannot init from 'pretrain'")
+            if p.init in ("pretrain", "pretrain_best"):
+                raise ValueError(f"pretrain phase {p.name!r} cannot init from {p.init!r}")
         if self.phases[0].self_labels is not None:
             raise ValueError(
                 f"first phase {self.phases[0].name!r}: self-labelling needs a phase before it"
             )
         if self.phases[0].init in ("previous_best", "previous_last") and not self.pretrain:
             raise ValueError(f"first phase {self.phases[0].name!r} has no previous phase")
-        if any(p.init == "pretrain" for p in self.phases) and not self.pretrain:
+        if any(p.init in ("pretrain", "pretrain_best") for p in self.phases) and not self.pretrain:
             raise ValueError("a phase inits from 'pretrain' but there are no pretrain phases")
         phase_names = {p.name for p in self.phases}
         for w in self.predict:
@@ -293,6 +339,8 @@ class StageRecipe(_Strict):
                 upd["plateau"] = p.plateau.model_copy(update={"patience": o.patience})
             if o.patience and p.early_stopping is not None:
                 upd["early_stopping"] = o.patience
+            if o.epoch_passes:
+                upd["epoch_passes"] = o.epoch_passes
             return PhaseConfig.model_validate({**p.model_dump(), **upd})
 
         data = self.model_dump()
@@ -312,7 +360,7 @@ class StageRecipe(_Strict):
             if o.predict is not None:
                 data["predict"] = [w.model_dump() for w in o.predict]
         keys = ("model", "folds", "max_train_tiles", "max_pseudo_tiles", "max_val_tiles")
-        for key in (*keys, "bn_momentum", "budget_minutes", "precision"):
+        for key in (*keys, "bn_momentum", "budget_minutes", "precision", "train_black_tiles"):
             value = getattr(o, key)
             if value is not None:
                 data[key] = value

@@ -104,13 +104,34 @@ def read_folds(path: str | os.PathLike[str]) -> pd.Series:
     if fold.isna().any() or (fold < 0).any() or (fold % 1 != 0).any():
         row = int(np.flatnonzero((fold.isna() | (fold < 0) | (fold % 1 != 0)).to_numpy())[0])
         raise DataError(
-            f"{path}: id {df['id'].iloc[row]!r} has an invalid fold {df['fold'].iloc[row]!r}"
+            f"{path}: data row {row + 1}: id {df['id'].iloc[row]!r} has an invalid fold "
+            f"{df['fold'].iloc[row]!r} (want an integer >= 0)"
         )
     return pd.Series(fold.to_numpy(dtype=np.int64), index=df["id"].to_numpy(), name="fold")
 
 
+def external_folds(path: Path, ids: Sequence[str], n_folds: int) -> np.ndarray:
+    """Fold of every id in ``ids`` from a fold CSV (``id,fold`` and any other columns, as
+    the original's ``train_proc_v2_gr.csv``): every id present, folds in ``0..n_folds-1``."""
+    folds = read_folds(path)
+    missing = [i for i in ids if i not in folds.index]
+    if missing:
+        raise DataError(f"{path}: no fold for train id {missing[0]!r} ({len(missing)} missing)")
+    out = folds.loc[list(ids)].to_numpy(dtype=np.int64)
+    if (out >= n_folds).any():
+        bad = list(ids)[int(np.flatnonzero(out >= n_folds)[0])]
+        raise DataError(f"{path}: id {bad!r} is in fold {folds[bad]}, outside 0..{n_folds - 1}")
+    return out
+
+
 def fold_assignment(recipe: StageRecipe, data: TGSDirectory, train: TrainSet) -> np.ndarray:
-    """Fold of every labelled tile (sorted ids), by the recipe's method."""
+    """Fold of every labelled tile (sorted ids): the recipe's ``fold_file`` (relative to the
+    data folder), else its method."""
+    if recipe.fold_file:
+        path = Path(recipe.fold_file)
+        return external_folds(
+            path if path.is_absolute() else data.root / path, train.ids, recipe.n_folds
+        )
     if recipe.fold_method == "depth":
         return depth_folds(train.ids, data.depths(), recipe.n_folds)
     return coverage_folds(train.masks, recipe.n_folds, recipe.seed)

@@ -64,18 +64,20 @@ class WeightFile:
         ]
 
 
-def _snapshot_index(path: Path) -> int:
-    return int(path.name.removeprefix("snapshot_").removesuffix(".weights.h5"))
+def _cycle_index(path: Path) -> int:
+    """The cycle of ``snapshot_<c>.weights.h5`` or ``cycle_best_<c>.weights.h5``."""
+    return int(path.name.removesuffix(".weights.h5").rpartition("_")[2])
 
 
 def _entry_files(phase_dir: Path, entry: PredictWeights) -> list[Path]:
     if entry.file in ("best", "last"):
         path = phase_dir / f"{entry.file}.weights.h5"
         return [path] if path.is_file() else []
-    snaps = sorted(phase_dir.glob("snapshot_*.weights.h5"), key=_snapshot_index)
+    prefix = "snapshot" if entry.file == "snapshots" else "cycle_best"
+    snaps = sorted(phase_dir.glob(f"{prefix}_*.weights.h5"), key=_cycle_index)
     if entry.snapshots is not None:
         wanted = set(entry.snapshots)
-        snaps = [s for s in snaps if _snapshot_index(s) in wanted]
+        snaps = [s for s in snaps if _cycle_index(s) in wanted]
     return snaps
 
 
@@ -87,6 +89,8 @@ def stage_weight_files(recipe: StageRecipe, stage_root: Path) -> dict[int, list[
     for k in recipe.folds:
         files: list[WeightFile] = []
         for entry in entries:
+            if entry.folds is not None and k not in entry.folds:
+                continue
             phase_dir = stage_root / f"fold_{k}" / entry.phase
             if not (phase_dir / "DONE.json").is_file():
                 raise DataError(
@@ -97,6 +101,8 @@ def stage_weight_files(recipe: StageRecipe, stage_root: Path) -> dict[int, list[
             if not paths:
                 raise DataError(f"{phase_dir}: no {entry.file} weights to predict with")
             files += [WeightFile(k, p, entry.weight) for p in paths]
+        if not files:
+            raise DataError(f"{recipe.family}/{recipe.stage}: no predict entry covers fold {k}")
         out[k] = files
     return out
 
@@ -108,7 +114,7 @@ class StagePredictor:
         self, recipe: StageRecipe, files: dict[int, list[WeightFile]], batch_size: int = 32
     ) -> None:
         self.spec = get_model_spec(recipe.model)
-        self.model = build_model(self.spec)
+        self.model = build_model(self.spec, options=recipe.model_options)
         self.adapter = get_adapter(self.spec.adapter)
         self.output = main_output(self.spec, self.model)
         self.files = files

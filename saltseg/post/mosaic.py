@@ -505,6 +505,59 @@ def load_or_build(
     return mosaics, path, False
 
 
+def read_original_mosaics(folder: str | os.PathLike[str], ids: Sequence[str]) -> Mosaics:
+    """Mosaics from a layout in the original's format: a folder of CSV files (the
+    original's ``mos_numpy_v2/``, made by its R script), one per mosaic, each a grid of
+    tile ids without a header (rows top to bottom, columns left to right; empty or ``NA``
+    cells are holes). Files are read in sorted name order. Ids not among ``ids`` (tiles
+    this run does not have) are left out and counted in ``meta``; a tile in two cells is
+    an error naming both places.
+    """
+    import csv
+
+    folder = Path(folder)
+    files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    if not files:
+        raise DataError(f"{folder}: no mosaic CSV files (want the original's mos_numpy_v2/)")
+    index = {tid: i for i, tid in enumerate(ids)}
+    mosaic = np.full(len(ids), -1, dtype=np.int64)
+    row = np.zeros(len(ids), dtype=np.int64)
+    col = np.zeros(len(ids), dtype=np.int64)
+    where: dict[str, str] = {}
+    groups: list[list[tuple[int, int, int]]] = []
+    unknown = 0
+    for f in files:
+        try:
+            with f.open(newline="", encoding="utf-8") as fh:
+                grid = [[c.strip() for c in line] for line in csv.reader(fh)]
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise DataError(f"{f}: not a readable mosaic CSV ({exc})") from None
+        cells = []
+        for r, line in enumerate(grid):
+            for c, tid in enumerate(line):
+                if tid in ("", "NA"):
+                    continue
+                if tid in where:
+                    raise DataError(
+                        f"{f}: row {r + 1}, column {c + 1}: tile {tid!r} is also at {where[tid]}"
+                    )
+                where[tid] = f"{f.name} row {r + 1}, column {c + 1}"
+                if tid not in index:
+                    unknown += 1
+                    continue
+                cells.append((index[tid], r, c))
+        if len(cells) >= 2:
+            groups.append(cells)
+    groups.sort(key=lambda g: (-len(g), min(ids[i] for i, _, _ in g)))
+    for m, cells in enumerate(groups):
+        r0 = min(r for _, r, _ in cells)
+        c0 = min(c for _, _, c in cells)
+        for i, r, c in cells:
+            mosaic[i], row[i], col[i] = m, r - r0, c - c0
+    meta = {"layout": str(folder), "files": len(files), "unknown_ids": unknown}
+    return Mosaics(list(ids), mosaic, row, col, meta=meta)
+
+
 # --------------------------------------------------------------------------- post-processing
 
 
@@ -666,6 +719,11 @@ def _params(args: argparse.Namespace) -> MatchParams:
 def _load(args: argparse.Namespace) -> tuple[Mosaics, Path]:
     data, test, cache = _paths_from_args(args)
     t0 = time.perf_counter()
+    if args.layout:
+        ids, _ = tile_sources(data, test)
+        mosaics = read_original_mosaics(args.layout, ids)
+        print(f"mosaics read in {time.perf_counter() - t0:.1f} s: {args.layout}", flush=True)
+        return mosaics, data
     mosaics, path, reused = load_or_build(data, test, cache, _params(args))
     how = "reused" if reused else "built"
     print(f"mosaics {how} in {time.perf_counter() - t0:.1f} s: {path}", flush=True)
@@ -681,7 +739,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     share = s["tiles_in_mosaics"] / max(1, s["tiles"])
     print(f"tiles placed in mosaics: {s['tiles_in_mosaics']} ({share:.1%})")
     print(f"largest mosaic: {s['largest']} tiles ({s['largest_rows']} x {s['largest_cols']} cells)")
-    if mosaics.meta:  # freshly built (a cache file holds only the layout)
+    if "layout" in mosaics.meta:
+        print(f"ids of the layout that are not among the tiles: {mosaics.meta['unknown_ids']}")
+    elif mosaics.meta:  # freshly built (a cache file holds only the layout)
         meta = mosaics.meta
         print(f"edges accepted: {meta['right_pairs']} right, {meta['down_pairs']} down")
         print(f"conflicting edges dropped: {s['conflicts']}")
@@ -720,6 +780,12 @@ def add_mosaic_parser(subparsers: Any) -> argparse.ArgumentParser:
             "--test-images", help="test tiles (default: NEW_TEST_IMAGES_DATA or DATA/test/images)"
         )
         p.add_argument("--cache", help="cache folder (default: PREDICTIONS_DIR/mosaics)")
+        p.add_argument(
+            "--layout",
+            metavar="DIR",
+            help="use a mosaic layout in the original's format (a folder of grid CSVs, e.g. "
+            "its data/mos_numpy_v2) instead of matching edges",
+        )
         p.add_argument("--max-distance", type=float, default=MatchParams.max_distance)
         p.add_argument("--max-ratio", type=float, default=MatchParams.max_ratio)
     return parser

@@ -39,6 +39,8 @@ class TrainBatches(keras.utils.PyDataset):
         seed: int = 0,
         outputs: list[str] | None = None,
         workers: int = 2,
+        sampling: str = "epoch",
+        passes: int = 1,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         if len(tiles) == 0:
@@ -51,8 +53,13 @@ class TrainBatches(keras.utils.PyDataset):
         self.start_epoch = start_epoch
         self.seed = seed
         self.outputs = outputs or ["prediction"]
+        if sampling not in ("epoch", "replacement") or passes < 1:
+            raise ValueError(f"sampling {sampling!r} / passes {passes}: epoch|replacement, >= 1")
+        self.sampling = sampling
+        self.passes = int(passes)
         # Drop the last incomplete batch (BatchNorm dislikes tiny batches).
-        self.steps_per_epoch = len(tiles) // self.batch_size
+        self.steps_per_pass = len(tiles) // self.batch_size
+        self.steps_per_epoch = self.steps_per_pass * self.passes
 
     @property
     def num_batches(self) -> int:
@@ -61,13 +68,21 @@ class TrainBatches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return self.num_batches
 
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        """The tile permutation of ``epoch``."""
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.tiles))
+    def epoch_order(self, epoch: int, pass_: int = 0) -> np.ndarray:
+        """The tile permutation of ``epoch`` (its ``pass_``-th pass over the tiles)."""
+        key = [self.seed, epoch] if pass_ == 0 else [self.seed, epoch, pass_]
+        return np.random.default_rng(key).permutation(len(self.tiles))
 
     def batch_indices(self, epoch: int, batch: int) -> np.ndarray:
-        order = self.epoch_order(epoch)
-        return np.sort(order[batch * self.batch_size : (batch + 1) * self.batch_size])
+        """Tiles of one batch: a slice of the epoch's shuffled pass, or (``replacement``)
+        ``batch_size`` tiles drawn at random with replacement, as the original b.e.s.
+        generator did; either way a function of ``(seed, epoch, batch)`` only."""
+        if self.sampling == "replacement":
+            rng = np.random.default_rng([self.seed, epoch, batch, 7])
+            return np.sort(rng.integers(0, len(self.tiles), size=self.batch_size))
+        pass_, b = divmod(batch, self.steps_per_pass)
+        order = self.epoch_order(epoch, pass_)
+        return np.sort(order[b * self.batch_size : (b + 1) * self.batch_size])
 
     def raw_batch(self, epoch: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Augmented 101x101 images and masks of one batch."""

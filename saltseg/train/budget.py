@@ -99,7 +99,7 @@ class Budget:
         return self.tile_s is not None
 
     def epoch_seconds(self, phase: PhaseConfig, n_tiles: int) -> float:
-        steps = max(1, n_tiles // min(phase.batch_size, n_tiles))
+        steps = max(1, n_tiles // min(phase.batch_size, n_tiles)) * phase.epoch_passes
         return steps * min(phase.batch_size, n_tiles) * float(self.tile_s or 0.0)
 
     def label_seconds(self, phase: PhaseConfig) -> float:

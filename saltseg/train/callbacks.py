@@ -23,7 +23,7 @@ from saltseg.core import metric
 from saltseg.core.atomic import atomic_path, atomic_write_text
 from saltseg.data.adapters import Adapter
 from saltseg.data.tiles import TileSet
-from saltseg.infer.networks import predict_probabilities, save_weights
+from saltseg.infer.networks import load_model_weights, predict_probabilities, save_weights
 
 
 class ValidationScore(keras.callbacks.Callback):
@@ -105,6 +105,12 @@ class CosineSchedule(keras.callbacks.Callback):
     At the start of every cycle after the first, the optimizer's slot variables (momenta,
     running averages) are reset, as each original cycle started a fresh optimizer. At the
     end of each cycle the weights are saved as ``snapshot_<c>.weights.h5``.
+
+    With ``cycle_best``, each cycle's best-validation weights are kept as
+    ``cycle_best_<c>.weights.h5`` (from the ``val_score`` of the epoch logs, so this
+    callback runs after the validation), and every cycle after the first starts from the
+    previous cycle's best: the original b.e.s. ran each cycle as a separate run that loaded
+    the previous run's best-validation file.
     """
 
     def __init__(
@@ -114,8 +120,11 @@ class CosineSchedule(keras.callbacks.Callback):
         lr_min: float,
         out_dir: Path,
         steps_per_epoch: int | None = None,
+        cycle_best: bool = False,
     ) -> None:
         super().__init__()
+        self.cycle_best = cycle_best
+        self.cycle_scores: dict[int, float] = {}  # best val_score of each cycle so far
         self.lr_max = lr_max
         self.lr_min = lr_min
         self.out_dir = out_dir
@@ -154,6 +163,9 @@ class CosineSchedule(keras.callbacks.Callback):
         c, t, _ = self.position(epoch)
         if t == 0 and c > 0:
             reset_optimizer_slots(self.model.optimizer)
+            previous = self.cycle_best_path(c - 1)
+            if self.cycle_best and previous.is_file():
+                load_model_weights(self.model, previous)
         self._epoch = epoch
         self.model.optimizer.learning_rate = self.lr_at(epoch)
 
@@ -163,8 +175,23 @@ class CosineSchedule(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         c, t, length = self.position(epoch)
+        score = (logs or {}).get("val_score")
+        if self.cycle_best and score is not None and score > self.cycle_scores.get(c, -math.inf):
+            self.cycle_scores[c] = float(score)
+            save_weights(self.model, self.cycle_best_path(c))
         if t == length - 1:
             save_weights(self.model, self.out_dir / f"snapshot_{c}.weights.h5")
+
+    def cycle_best_path(self, cycle: int) -> Path:
+        """``cycle_best_<c>.weights.h5`` of the phase folder."""
+        return self.out_dir / f"cycle_best_{cycle}.weights.h5"
+
+    def get_state(self) -> dict[str, Any]:
+        return {"cycle_scores": {str(c): s for c, s in self.cycle_scores.items()}}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        scores = state.get("cycle_scores", {})
+        self.cycle_scores = {int(c): float(s) for c, s in scores.items()}
 
 
 def reset_optimizer_slots(optimizer: keras.optimizers.Optimizer) -> None:

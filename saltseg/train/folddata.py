@@ -81,7 +81,7 @@ def prepare_fold(
     train = data.load_train(verify_rle=False)
     folds = fold_assignment(recipe, data, train)
     is_val = folds == fold if fold is not None else np.ones(len(train), dtype=bool)
-    usable = ~is_val & ~train.black  # black tiles never train
+    usable = ~is_val & (~train.black | recipe.train_black_tiles)  # black: only if asked
     tr_idx = np.flatnonzero(usable)
     tr_idx = tr_idx[limit_index(len(tr_idx), recipe.max_train_tiles, recipe.seed, 0)]
     va_idx = np.flatnonzero(is_val)

@@ -37,6 +37,7 @@ from saltseg.train.callbacks import (
     ValidationScore,
 )
 from saltseg.train.folddata import FoldData
+from saltseg.train.optim import TorchSGD
 from saltseg.train.self_labels import self_label
 
 
@@ -60,10 +61,13 @@ def calibrate_input_batchnorm(model: keras.Model, inputs: np.ndarray) -> bool:
 
 
 def make_optimizer(phase: PhaseConfig) -> keras.optimizers.Optimizer:
-    """The phase's optimizer. Weight decay is Keras' decoupled form (the original phalanx
-    used PyTorch SGD's L2 form; the two differ slightly under momentum)."""
+    """The phase's optimizer. ``weight_decay`` is Keras' decoupled form, or with
+    ``weight_decay_mode: coupled`` PyTorch SGD's L2 term through momentum
+    (:class:`saltseg.train.optim.TorchSGD`, what the original phalanx used)."""
     o = phase.optimizer
     wd = o.weight_decay or None
+    if o.name == "sgd" and o.weight_decay_mode == "coupled":
+        return TorchSGD(o.lr, momentum=o.momentum, nesterov=o.nesterov, l2=o.weight_decay)
     if o.name == "sgd":
         return keras.optimizers.SGD(o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=wd)
     if o.name == "rmsprop":
@@ -194,7 +198,7 @@ class PhaseRun:
         self.phase = phase
         self.validate = set(validated_epochs(phase))
         self.final = budget is None or budget.measured
-        self.steps = len(self.tiles) // min(phase.batch_size, len(self.tiles))
+        self.steps = len(self.tiles) // min(phase.batch_size, len(self.tiles)) * phase.epoch_passes
 
         keras.utils.set_random_seed(seed)
         keras.backend.clear_session()
@@ -206,7 +210,7 @@ class PhaseRun:
 
     def _build(self) -> keras.Model:
         precision = resolve_precision(self.recipe.precision)
-        return build_model(self.spec, self.recipe.bn_momentum, precision)
+        return build_model(self.spec, self.recipe.bn_momentum, precision, self.recipe.model_options)
 
     def _self_label(self, phase: PhaseConfig, fold_data: FoldData) -> FoldData:
         """The fold data plus the test tiles this phase labels first (or labelled before)."""
@@ -255,8 +259,10 @@ class PhaseRun:
                 phase.cosine.lr_min,
                 folder,
                 steps_per_epoch=self.steps if phase.cosine.per_step else None,
+                cycle_best=phase.cosine.cycle_best,
             )
             callbacks.append(self.cosine_cb)
+            stateful["cosine"] = self.cosine_cb
         if phase.schedule == "plateau":
             assert phase.plateau is not None
             plateau = keras.callbacks.ReduceLROnPlateau(
@@ -363,6 +369,8 @@ class PhaseRun:
             start_epoch=first,
             seed=self.seed,
             outputs=self.outputs,
+            sampling=self.phase.sampling,
+            passes=self.phase.epoch_passes,
         )
         print(
             f"{self.label}: {len(self.tiles)} train tiles ({batches.steps_per_epoch} steps of "

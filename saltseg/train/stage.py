@@ -45,11 +45,15 @@ from saltseg.train.folddata import prepare_fold
 from saltseg.train.phase import PhaseResult, phase_done, run_phase, skipped_result
 
 
-def _init_for(phase: PhaseConfig, previous: Path | None, pretrain_last: Path | None) -> Path | None:
+def _init_for(phase: PhaseConfig, previous: Path | None, pretrain: Path | None) -> Path | None:
+    """The weights a phase starts from (``pretrain``: the pretrain chain's last phase folder)."""
     if phase.init == "scratch":
         return None
-    if phase.init == "pretrain":
-        return pretrain_last
+    if phase.init in ("pretrain", "pretrain_best"):
+        assert pretrain is not None
+        return pretrain / (
+            "best.weights.h5" if phase.init == "pretrain_best" else "last.weights.h5"
+        )
     if previous is None:
         raise ConfigError(f"phase {phase.name!r} has no previous phase to start from")
     return previous / ("best.weights.h5" if phase.init == "previous_best" else "last.weights.h5")
@@ -75,7 +79,7 @@ def _run_chain(
     profile: str,
     folder: Path,
     fold: int | None,
-    pretrain_last: Path | None,
+    pretrain: Path | None,
     seed: int,
     label: str,
     verbose: int,
@@ -102,7 +106,7 @@ def _run_chain(
             recipe,
             fold_data,
             folder / phase.name,
-            _init_for(phase, previous, pretrain_last),
+            _init_for(phase, previous, pretrain),
             seed=seed + i,
             label=f"{tag} {phase.name}]",
             verbose=verbose,
@@ -136,7 +140,7 @@ def train_stage(
     if bad:
         raise ConfigError(f"fold(s) {bad} outside 0..{recipe.n_folds - 1}")
 
-    pretrain_last: Path | None = None
+    pretrain: Path | None = None
     if recipe.pretrain:
         chain = _run_chain(
             recipe.pretrain,
@@ -153,7 +157,7 @@ def train_stage(
             budget_minutes=budget_minutes,
         )
         results["pretrain"] = chain
-        pretrain_last = chain[-1].folder / "last.weights.h5"
+        pretrain = chain[-1].folder
     for k in folds:
         results[f"fold_{k}"] = _run_chain(
             recipe.phases,
@@ -163,7 +167,7 @@ def train_stage(
             profile,
             out / f"fold_{k}",
             k,
-            pretrain_last,
+            pretrain,
             seed=recipe.seed * 1000 + k * 10,
             label=f"fold {k}",
             verbose=verbose,
