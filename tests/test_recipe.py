@@ -68,7 +68,8 @@ def test_method_spec_numbers() -> None:
     assert snap.cosine.cycle_epochs == [40, 40, 40] and snap.cosine.lr_max == 1e-4
     b2 = load_stage("bes", "stage2")
     assert [p.data for p in b2.pretrain] == ["pseudo", "pseudo"]
-    assert b2.phases[0].init == "pretrain" and b2.phases[0].plateau.patience == 8
+    # the per-fold fine-tuning starts from the pretraining's best (docs/fidelity.md)
+    assert b2.phases[0].init == "pretrain_best" and b2.phases[0].plateau.patience == 8
     assert b2.phases[1].cosine.cycle_epochs == [20, 20, 25]
     p1 = load_stage("phalanx", "stage1").phases[0]
     assert (p1.loss, p1.optimizer.name, p1.optimizer.momentum, p1.optimizer.weight_decay) == (
