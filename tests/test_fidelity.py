@@ -105,6 +105,19 @@ def test_coupled_decay_equals_pytorch_sgd_by_hand() -> None:
         opt.learning_rate = lr
         opt.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(var), expected, rtol=1e-6)
+    # Nesterov and no momentum, against the same update written out in numpy
+    for momentum, nesterov in ((0.9, True), (0.0, False)):
+        var = keras.Variable(w0.copy())
+        opt = TorchSGD(lrs[0], momentum=momentum, nesterov=nesterov, l2=0.01)
+        opt.build([var])
+        w, buf = w0.astype("float64"), np.zeros(2)
+        for g, lr in zip(grads, lrs, strict=True):
+            opt.learning_rate = lr
+            opt.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
+            d = g + 0.01 * w
+            buf = momentum * buf + d
+            w = w - lr * ((d + momentum * buf) if nesterov else buf)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(var), w, rtol=1e-6)
     # Keras' decoupled decay is not the same update
     keras_var = keras.Variable(w0.copy())
     sgd = keras.optimizers.SGD(lrs[0], momentum=0.9, weight_decay=0.01)

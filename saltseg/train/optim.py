@@ -50,15 +50,25 @@ class TorchSGD(keras.optimizers.Optimizer):
         ]
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        # The gradient only feeds assign ops and a product here: an ``Add`` of a MatMul's
+        # gradient and the decay term makes TensorFlow's CPU remapper fuse them into a
+        # kernel it does not implement ("Fusion is not implemented: [BiasAdd,Add]").
         lr = ops.cast(learning_rate, variable.dtype)
         g = ops.cast(gradient, variable.dtype)
-        if self.l2:
-            g = ops.add(g, ops.multiply(self.l2, variable))
-        if self.momentum:
-            buf = self.buffers[self._get_variable_index(variable)]
-            self.assign(buf, ops.add(ops.multiply(self.momentum, buf), g))
-            g = ops.add(g, ops.multiply(self.momentum, buf)) if self.nesterov else buf
-        self.assign_sub(variable, ops.multiply(lr, g))
+        if not self.momentum:  # w -= lr * (g + l2 w)
+            if self.l2:
+                self.assign_sub(variable, ops.multiply(lr * self.l2, variable))
+            self.assign_sub(variable, ops.multiply(lr, g))
+            return
+        buf = self.buffers[self._get_variable_index(variable)]
+        decay = ops.multiply(self.l2, variable)
+        self.assign(buf, ops.add(ops.multiply(self.momentum, buf), decay))
+        self.assign_add(buf, g)  # buf = momentum * buf + g + l2 w
+        if self.nesterov:  # w -= lr * (g + l2 w + momentum * buf)
+            self.assign_sub(variable, ops.multiply(lr, decay + ops.multiply(self.momentum, buf)))
+            self.assign_sub(variable, ops.multiply(lr, g))
+        else:
+            self.assign_sub(variable, ops.multiply(lr, buf))
 
     def get_config(self) -> dict[str, Any]:
         return {
