@@ -342,7 +342,7 @@ def bes_layers(
             anon("add")
             layers.append((f"{p}_relu", []))
             cin = 2 * f
-    skips = [2 * width * 4, 2 * width * 2, 2 * width, width, 0]  # stage4..2 unit1_relu1, relu0
+    skips = [16 * width, 8 * width, 4 * width, width, 0]  # stage4..2 unit1_relu1, relu0
     for i, (f, skip) in enumerate(zip(decoder, skips, strict=True)):
         p = f"decoder_stage{i}"
         w = rng.normal(0, np.sqrt(2.0 / (cin * 4)), (4, 4, f, cin)).astype(np.float32)
