@@ -255,8 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_review_parser(sub)
 
     from saltseg.cli import pipeline as pipeline_cli
+    from saltseg.cli import weights as weights_cli
 
     pipeline_cli.add_pipeline_parsers(sub)
+    weights_cli.add_weights_parser(sub)
 
     return parser
 
@@ -283,7 +285,7 @@ KERAS_COMMANDS = {"train", "predict", "models"}
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in KERAS_COMMANDS:
+    if args.command in KERAS_COMMANDS or getattr(args, "needs_keras", False):
         _import_keras_quietly()
     handler: Handler = args.func
     try:

@@ -228,6 +228,20 @@ class StageRecipe(_Strict):
         None, gt=0, description="wall-clock budget per fold (None: run the epochs as written)"
     )
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
+    imported: bool = Field(
+        False,
+        description="weights come from `saltseg weights import` (the original published ones): "
+        "the phases document how they were trained; training this recipe is refused",
+    )
+    weights_stage: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9_]+$",
+        description="the stage folder whose weights this recipe uses (default: its own stage)",
+    )
+    model_options: dict[str, bool | int | float | str] = Field(
+        default_factory=dict,
+        description="keyword arguments for the network's builder (e.g. spatial_gate: true)",
+    )
 
     @field_validator("family")
     @classmethod

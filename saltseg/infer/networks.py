@@ -6,7 +6,9 @@ Training's validation and self-labelling use these too: prediction never imports
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -18,9 +20,14 @@ from saltseg.nets.zoo import ModelSpec
 
 
 def build_model(
-    spec: ModelSpec, bn_momentum: float | None = None, policy: str = "float32"
+    spec: ModelSpec,
+    bn_momentum: float | None = None,
+    policy: str = "float32",
+    options: Mapping[str, Any] | None = None,
 ) -> keras.Model:
     """The spec's network with a logits head (losses and prediction apply the sigmoid).
+
+    ``options``: more keyword arguments for the builder (a recipe's ``model_options``).
 
     ``bn_momentum`` replaces every BatchNorm's moving-average momentum: b.e.s. keeps Keras
     2's 0.99, whose statistics need many hundred steps to settle, too many for a short run.
@@ -28,7 +35,7 @@ def build_model(
     weights are float32 whatever it is.
     """
     with dtype_policy(policy):
-        model = spec.build(**spec.logits_overrides)
+        model = spec.build(**{**spec.logits_overrides, **(options or {})})
     if bn_momentum is not None:
         for layer in model._flatten_layers():
             if isinstance(layer, keras.layers.BatchNormalization):

@@ -108,7 +108,7 @@ class StagePredictor:
         self, recipe: StageRecipe, files: dict[int, list[WeightFile]], batch_size: int = 32
     ) -> None:
         self.spec = get_model_spec(recipe.model)
-        self.model = build_model(self.spec)
+        self.model = build_model(self.spec, options=recipe.model_options)
         self.adapter = get_adapter(self.spec.adapter)
         self.output = main_output(self.spec, self.model)
         self.files = files
@@ -166,6 +166,7 @@ def predict_test(
         "family": recipe.family,
         "stage": recipe.stage,
         "model": recipe.model,
+        "model_options": dict(recipe.model_options),
         "profile": profile,
         "set": "test",
         "images_dir": str(images_dir.resolve()),

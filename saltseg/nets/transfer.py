@@ -28,12 +28,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import keras
 import numpy as np
 
 from saltseg.core.errors import DataError
+
+if TYPE_CHECKING:  # keras is imported where it is used: the registry entries stay cheap
+    import keras
 
 Convention = Literal["torch", "keras2"]
 SourceOf = Callable[[str], "str | tuple[str, ...] | None"]
@@ -68,6 +70,8 @@ def _key(prefix: str, name: str, convention: Convention) -> str:
 
 def _kernel(layer: Any, value: np.ndarray, convention: Convention) -> np.ndarray:
     """A source kernel in our layout."""
+    import keras
+
     if convention == "keras2":
         return value
     if isinstance(layer, keras.layers.Conv2DTranspose):
@@ -81,6 +85,8 @@ def _kernel(layer: Any, value: np.ndarray, convention: Convention) -> np.ndarray
 
 def _layer_sources(layer: Any, prefixes: tuple[str, ...], convention: Convention) -> list[Any]:
     """For each variable of ``layer``: ``(keys, convert)``; ``convert(arrays) -> value``."""
+    import keras
+
     if isinstance(layer, keras.layers.BatchNormalization):
         names = _BN_NAMES[convention]
         wanted = [names[0]] if layer.scale else []

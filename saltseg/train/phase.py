@@ -206,7 +206,7 @@ class PhaseRun:
 
     def _build(self) -> keras.Model:
         precision = resolve_precision(self.recipe.precision)
-        return build_model(self.spec, self.recipe.bn_momentum, precision)
+        return build_model(self.spec, self.recipe.bn_momentum, precision, self.recipe.model_options)
 
     def _self_label(self, phase: PhaseConfig, fold_data: FoldData) -> FoldData:
         """The fold data plus the test tiles this phase labels first (or labelled before)."""

@@ -126,6 +126,11 @@ def train_stage(
 
     ``budget_minutes`` (default: the recipe's; 0: none) bounds each chain's wall-clock time
     (the pretrain chain and every fold's), see the module docstring."""
+    if recipe.imported:
+        raise ConfigError(
+            f"{recipe.family}/{recipe.stage} holds imported weights (saltseg weights import); "
+            "it is not trained here"
+        )
     if budget_minutes is None:
         budget_minutes = recipe.budget_minutes
     spec = get_model_spec(recipe.model)
