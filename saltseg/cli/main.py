@@ -152,6 +152,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     recipe, profile = recipe_from_args(args, settings)
     folds = None if args.all_folds or args.fold is None else [args.fold]
+    if args.encoder_weights:
+        update = {"encoder_weights": str(Path(args.encoder_weights).resolve())}
+        recipe = recipe.model_copy(update=update)
 
     print(
         f"training {recipe.family}/{recipe.stage} ({recipe.model}, profile {profile}) "
@@ -232,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="M",
         help="wall-clock budget per fold: epochs and cosine cycles are rescaled to end within "
         "it (default: the profile's, e.g. 30 for cpu; 0: none)",
+    )
+    p.add_argument(
+        "--encoder-weights",
+        metavar="FILE",
+        help="ImageNet encoder for phases from scratch: torchvision resnet34/resnext50_32x4d "
+        ".pth or .safetensors, or resnext50_imagenet_1000_no_top.h5 (the recipe's "
+        "encoder_weights otherwise)",
     )
     p.add_argument(
         "--verbose", type=int, default=2, choices=[0, 1, 2], help="Keras progress (1: bar)"

@@ -25,7 +25,7 @@ The source arrays nothing used are listed in the report.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -111,15 +111,18 @@ def transfer(
     source_of: SourceOf,
     convention: Convention,
     origin: str | Path,
+    layers: Iterable[str] | None = None,
 ) -> TransferReport:
     """Assign ``model``'s weights from ``source`` (see the module docstring); a
-    :class:`DataError` naming ``origin`` lists every missing key and shape mismatch."""
+    :class:`DataError` naming ``origin`` lists every missing key and shape mismatch.
+    ``layers``: only these layers (e.g. an encoder's), else every layer with weights."""
     report = TransferReport(str(origin))
     plan: list[tuple[Any, np.ndarray]] = []
     problems: list[str] = []
     used: dict[str, str] = {}
+    wanted = None if layers is None else set(layers)
     for layer in model.layers:
-        if not layer.weights:
+        if not layer.weights or (wanted is not None and layer.name not in wanted):
             continue
         found = source_of(layer.name)
         if found is None:
