@@ -45,7 +45,7 @@ while [[ $# -gt 0 ]]; do
     --original) ORIGINAL=1; shift ;;
     --no-tta) TTA_ARGS=(--no-tta); shift ;;
     --no-postprocess) POSTPROCESS=0; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see ./predict.sh --help)" ;;
   esac
 done

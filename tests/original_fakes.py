@@ -24,10 +24,12 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import h5py
 import numpy as np
+
+if TYPE_CHECKING:
+    import h5py
 
 KERAS2_HEADER_LIMIT = 64512
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -55,6 +57,8 @@ def _save_attr(group: h5py.Group, name: str, data: Sequence, limit: int) -> None
 
 def write_keras2_h5(path: Path, layers: Keras2Layers, limit: int = KERAS2_HEADER_LIMIT) -> None:
     """A Keras 2 weights-only HDF5 file of ``layers`` (``(name, [(weight_name, array)])``)."""
+    import h5py
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         _save_attr(f, "layer_names", [n.encode("utf8") for n, _ in layers], limit)

@@ -12,7 +12,10 @@ from saltseg.core.errors import DataError
 
 
 def _profile(args: argparse.Namespace) -> str:
-    return args.profile or settings_from_args(args).PROFILE
+    """``tiny`` (fake tiny-width originals) or ``full``: the original networks (also under
+    the ``cpu`` profile, which has no original weights of its own)."""
+    profile = args.profile or settings_from_args(args).PROFILE
+    return "tiny" if profile == "tiny" else "full"
 
 
 def cmd_import(args: argparse.Namespace) -> int:
