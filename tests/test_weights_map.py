@@ -83,3 +83,34 @@ def test_transfer_is_strict() -> None:
     assert all(np.array_equal(a, np.array(b)) for a, b in zip(before, model.weights, strict=True))
     with pytest.raises(DataError, match="no source layer in the map"):
         transfer(model, sd, lambda n: None if n == "bn0" else phalanx_source(n), "torch", "x")
+
+
+@pytest.mark.slow
+def test_full_width_files_import(tmp_path) -> None:
+    """One full-width file per family, in the original format, onto the full networks."""
+    from pathlib import Path
+
+    from original_fakes import write_keras2_h5, write_torch_legacy
+
+    from saltseg.data.weights_io import read_weights
+    from saltseg.nets.zoo import get_model_spec
+
+    rng = np.random.default_rng(4)
+    h5 = Path(tmp_path) / "fold_0.hdf5"
+    layers = bes_layers(rng)
+    write_keras2_h5(h5, layers)
+    model = get_model_spec("bes").build(head="logits")
+    report = transfer(model, read_weights(h5), bes_source, "keras2", h5)
+    assert report.assigned == len(model.weights) and not report.unused
+    assert sum(n.startswith("stage") and "_conv2_" in n for n, _ in layers) == 16 * 32
+    kernel = np.asarray(model.get_layer("stage3_unit2_conv2").kernel)
+    assert kernel.shape == (3, 3, 16, 512)
+    assert np.array_equal(kernel[..., 16 * 7 : 16 * 8], dict(layers)["stage3_unit2_conv2_7"][0][1])
+    del model
+    pth = Path(tmp_path) / "model_128_res34v500.pth"
+    state = phalanx_state(rng, "v5")
+    write_torch_legacy(pth, state)
+    model = get_model_spec("phalanx-v5").build()
+    report = transfer(model, read_weights(pth), phalanx_source, "torch", pth)
+    assert report.assigned == len(model.weights)
+    assert {k for k in state if k.startswith("resnet.")} == set(report.unused)
