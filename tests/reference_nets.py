@@ -62,7 +62,7 @@ def elu(x):
 
 
 def sigmoid(x):
-    return 1 / (1 + np.exp(-x))
+    return 0.5 * (1 + np.tanh(0.5 * x))  # no overflow for large |x|
 
 
 def up(x: np.ndarray, factor: int) -> np.ndarray:

@@ -39,7 +39,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     profile = _profile(args)
-    rows, empty = check_original(settings, profile, args.tiles, args.seed, args.family)
+    rows, empty = check_original(
+        settings, profile, args.tiles, args.seed, args.family, folds=args.fold
+    )
     print(f"an all-empty prediction scores {empty:.4f} on these tiles")
     print("| family | scSE | folds | mean | min |")
     print("|---|---|---|---:|---:|")
@@ -97,6 +99,7 @@ def add_weights_parser(sub: Any) -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--min-score", type=float, default=0.6, help="fail below this mean score")
     q.add_argument("--family", action="append", help="only this family (repeatable)")
+    q.add_argument("--fold", type=int, action="append", help="only this fold (repeatable)")
     q.add_argument("--adopt", action="store_true", help="predict with the best scSE variant")
     q.add_argument("--profile", choices=PROFILES)
     q.set_defaults(func=cmd_check, needs_keras=True)

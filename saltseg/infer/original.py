@@ -237,9 +237,11 @@ def check_original(
     seed: int = 0,
     families: list[str] | None = None,
     log: Any = print,
+    folds: list[int] | None = None,
 ) -> tuple[list[CheckRow], float]:
-    """Each imported fold's score on ``n_tiles`` sampled train tiles, per scSE variant;
-    returns the rows and the score of an all-empty prediction on the same tiles."""
+    """Each imported fold's (or only ``folds``') score on ``n_tiles`` sampled train tiles,
+    per scSE variant; returns the rows and the score of an all-empty prediction on the same
+    tiles."""
     from saltseg.data.tiles import TGSDirectory
     from saltseg.infer.stage import StagePredictor, stage_weight_files
 
@@ -255,7 +257,7 @@ def check_original(
             recipe = load_stage(fam, stage, profile)
             files = stage_weight_files(recipe, stage_dir(settings, recipe))
             predictor = StagePredictor(recipe, files)
-            for k in sorted(files):
+            for k in sorted(k for k in files if folds is None or k in folds):
                 prob = predictor.predict(images, [k], flip_tta=False)
                 score = metric.score(masks, (prob > 0.5) & ~black[:, None, None])
                 rows.append(CheckRow(fam, variant, k, score))
