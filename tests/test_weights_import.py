@@ -134,3 +134,35 @@ def test_import_predict_check(layout: Path, capsys) -> None:
     set_variant(s, "phalanx", "gated", "tiny")
     assert _saltseg(settings, "weights", "stage", "--family", "phalanx") == 0
     assert capsys.readouterr().out.strip() == "original_gated"
+
+
+STUB = """#!/usr/bin/env bash
+echo "$*" >> "$STUB_LOG"
+[[ "$3" == settings ]] &&
+  printf 'PREDICTIONS_DIR: /p\\nNEW_TEST_IMAGES_DATA: /t\\nPROFILE: %s\\n' "$STUB_PROFILE"
+[[ "$3 $4" == "weights stage" ]] && echo original_gated
+exit 0
+"""
+
+
+@pytest.mark.parametrize("profile", ["full", "cpu"])
+def test_predict_sh_original_calls(tmp_path: Path, profile: str) -> None:
+    """predict.sh --original: the imported stages, the manifest's phalanx variant."""
+    stub = tmp_path / "stub"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    (tmp_path / "SETTINGS.json").write_text("{}")
+    log = tmp_path / "log"
+    env = dict(os.environ, SALTSEG=str(stub), STUB_LOG=str(log), STUB_PROFILE=profile)
+    cmd = ["bash", str(ROOT / "predict.sh"), "--settings", str(tmp_path / "SETTINGS.json")]
+    proc = subprocess.run([*cmd, "--original"], env=env, capture_output=True, text=True)
+    if profile == "cpu":
+        assert proc.returncode == 2 and "not with --profile cpu" in proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr
+    calls = [c.split(" ", 2)[2] for c in log.read_text().splitlines() if " settings" not in c]
+    assert calls[1].startswith("predict --family bes --stage original --images /t")
+    assert calls[2].startswith("predict --family phalanx --stage original_gated --images /t")
+    assert calls[3].startswith("ensemble /p/probs/test/bes_original.h5 ")
+    assert "/p/probs/test/phalanx_original_gated.h5 --weights 0.5 0.5 --threshold 0.5" in calls[3]
+    assert calls[4].startswith("mosaic apply /p/test_prediction.csv")
