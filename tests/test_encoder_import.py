@@ -117,3 +117,27 @@ def test_recipe_encoder_weights_must_exist(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"r34\.pth: file not found \(nothing is downloaded\)"):
         train_stage(recipe, Settings(base_dir=tmp_path), profile="tiny")
+
+
+def test_training_builds_scratch_phases_with_the_encoder(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from saltseg.nets.zoo import get_model_spec
+    from saltseg.train.phase import PhaseRun
+    from saltseg.train.stage import train_stage
+
+    path = tmp_path / "resnet34.pth"
+    sd = _torchvision_resnet34()
+    write_torch_zip(path, sd, location="cpu")
+    recipe = load_stage("phalanx", "stage1", "tiny").model_copy(
+        update={"encoder_weights": str(path)}
+    )
+    spec = get_model_spec(recipe.model)
+    want = sd["layer4.0.conv2.weight"].transpose(2, 3, 1, 0)
+    scratch = PhaseRun._build(SimpleNamespace(recipe=recipe, spec=spec, init_weights=None))
+    assert np.array_equal(np.asarray(scratch.get_layer("stage4_unit1_conv2").kernel), want)
+    warm = PhaseRun._build(SimpleNamespace(recipe=recipe, spec=spec, init_weights=path))
+    assert not np.array_equal(np.asarray(warm.get_layer("stage4_unit1_conv2").kernel), want)
+    imported = load_stage("bes", "original", "tiny")
+    with pytest.raises(ConfigError, match="holds imported weights"):
+        train_stage(imported, Settings(base_dir=tmp_path), profile="tiny")
