@@ -45,6 +45,11 @@ def formats(tmp: Path) -> None:
         got = read_torch(path)
         assert all(np.array_equal(got[k], v.numpy()) for k, v in tensors.items())
         print(f"read_torch reads torch.save's {name} file")
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    torch.save(module.state_dict(), tmp / "module.pth")  # _metadata, num_batches_tracked
+    got = read_torch(tmp / "module.pth")
+    assert got["1.num_batches_tracked"].shape == () and got["0.weight"].shape == (4, 3, 3, 3)
+    print("read_torch reads a module's state_dict (with _metadata)")
 
 
 def operators() -> None:
