@@ -118,6 +118,15 @@ def test_keras2_split_layer_names(tmp_path: Path) -> None:
     assert list(got) == list(ref) and all(np.array_equal(got[k], ref[k]) for k in ref)
 
 
+def test_keras2_nested_model_and_scoped_names(tmp_path: Path) -> None:
+    a, b = np.ones((1, 1, 3, 4), np.float32), np.zeros(4, np.float32)
+    path = tmp_path / "w.hdf5"
+    layers = [("input_1", []), ("model_1", [("conv0/kernel:0", a), ("bn0/beta:0", b)])]
+    write_keras2_h5(path, [*layers, ("prediction", [("prediction_1/kernel:0", a)])])
+    got = read_keras2_h5(path)
+    assert list(got) == ["conv0/kernel", "bn0/beta", "prediction/kernel"]
+
+
 def test_keras2_errors(tmp_path: Path) -> None:
     layers = bes_layers(np.random.default_rng(1), 16, (1, 1, 1, 1), (32, 16, 8, 8, 8))
     path = tmp_path / "w.hdf5"

@@ -6,9 +6,10 @@ Three formats, each read into an ordered ``{key: np.ndarray}``:
   attribute ``layer_names`` (split into ``layer_names0``, ``layer_names1``, ... when it
   exceeds the HDF5 object-header limit, as it does for the ~1,300 layers of the U-ResNeXt50)
   lists every layer; each layer group's ``weight_names`` lists its weights in order (empty for
-  weightless layers). Keys are ``"<layer>/<weight>"``, e.g. ``"conv0/kernel"``, the weight's
-  last name part without ``":0"``, so a TensorFlow scope prefix in a weight name does not
-  matter. A full-model file (``model_weights`` group) is read the same way.
+  weightless layers). Keys are ``"<layer>/<weight>"``, e.g. ``"conv0/kernel"``: the layer
+  group's name and the weight's last name part without ``":0"`` (a TensorFlow scope suffix in
+  a weight name does not matter); a nested model's group (a multi-GPU template) is read as
+  its layers. A full-model file (``model_weights`` group) is read the same way.
 - PyTorch ``torch.save(state_dict)`` files, the legacy (non-zip, PyTorch < 1.6: the original
   phalanx files) and the zip format. A restricted unpickler accepts only the tensor rebuild
   functions, storage classes and ``collections.OrderedDict``; anything else (a class whose
@@ -56,9 +57,15 @@ def _attr_list(obj: Any, name: str) -> list[str] | None:
     return [r.decode("utf8") if isinstance(r, bytes) else str(r) for r in raw]
 
 
-def _weight_key(layer: str, weight_name: str) -> str:
-    """``"<layer>/<weight>"`` from a Keras 2 weight name (``"scope/conv0/kernel:0"``)."""
-    return f"{layer}/{weight_name.rsplit('/', 1)[-1].split(':', 1)[0]}"
+def _weight_keys(group: str, weight_names: list[str]) -> list[str]:
+    """``"<layer>/<weight>"`` for a Keras 2 group's weight names (``"conv0/kernel:0"``): the
+    group's name is the layer, unless the group is a nested model (its weights name several
+    layers, e.g. the template model of a multi-GPU wrapper): then each weight's own layer."""
+    parts = [w.split(":", 1)[0].split("/") for w in weight_names]
+    owners = {p[-2] for p in parts if len(p) > 1}
+    if len(owners) > 1:
+        return [f"{p[-2]}/{p[-1]}" if len(p) > 1 else f"{group}/{p[-1]}" for p in parts]
+    return [f"{group}/{p[-1]}" for p in parts]
 
 
 def read_keras2_layers(path: str | os.PathLike[str]) -> dict[str, Weights]:
@@ -82,8 +89,10 @@ def read_keras2_layers(path: str | os.PathLike[str]) -> dict[str, Weights]:
                 raise DataError(f"{p}: layer {layer!r} is listed but has no group")
             group = root[layer]
             weights: Weights = {}
-            for wname in _attr_list(group, "weight_names") or []:
-                key = _weight_key(layer, wname)
+            names = _attr_list(group, "weight_names") or []
+            for wname, key in zip(names, _weight_keys(layer, names), strict=True):
+                if key in weights:
+                    raise DataError(f"{p}: weight {key!r} appears twice in layer {layer!r}")
                 try:
                     weights[key] = np.asarray(group[wname])
                 except (KeyError, OSError) as exc:
