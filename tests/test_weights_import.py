@@ -48,6 +48,7 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.xdist_group("original_layout")  # one worker builds the fake layout once
 def test_import_errors_write_nothing(layout: Path, tmp_path: Path, capsys) -> None:
     settings = _settings(tmp_path)
     weights = tmp_path / "w"
@@ -84,6 +85,7 @@ def test_import_errors_write_nothing(layout: Path, tmp_path: Path, capsys) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("original_layout")
 def test_import_predict_check(layout: Path, capsys) -> None:
     """Import the 38 fake files; predict.sh --original writes the CSV that the original's
     recipe computed by hand gives; check fails like a wrong map; variants switch."""
