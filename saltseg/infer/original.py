@@ -37,7 +37,7 @@ from saltseg.config.settings import Settings
 from saltseg.core import metric
 from saltseg.core.atomic import atomic_write_text
 from saltseg.core.errors import DataError
-from saltseg.core.registry import REGISTRY
+from saltseg.core.registry import REGISTRY, get_family
 from saltseg.nets.transfer import OriginalWeights, TransferReport
 
 MANIFEST = "manifest.json"
@@ -122,7 +122,7 @@ def _stage_family(
         "scse": variant,
         "scse_variants": dict(entry.variants),
         "family_blend_weight": FAMILY_BLEND,
-        "minmax_normalised": entry.family == "phalanx",
+        "minmax_normalised": get_family(entry.family).minmax_blend,
         "source_dir": str(original.resolve()),
         "description": entry.description,
         "unused_source_keys_example": report.unused[:20],
