@@ -99,7 +99,7 @@ def files(original: Path) -> list[OriginalFile]:
             path = root / f"model_128_res34v5{k}{s}.pth"
             if not path.is_file():
                 raise DataError(f"{path}: phalanx stage 3 fold {k} snapshot {s} missing")
-            out.append(OriginalFile(path, k, "cycles", f"snapshot_{s}", 1.0, f"snapshot {s}"))
+            out.append(OriginalFile(path, k, "cycles", f"snapshot_{s}", 1.0, "stage_3"))
     return out
 
 
