@@ -23,9 +23,10 @@ ours                                   original (``nn.Module`` path)
 =====================================  =============================================
 
 The ``resnet.*`` copies of the encoder (and ``resnet.fc``, v5's unused 7x7 ``resnet.conv1``)
-are left unused. The scSE spatial branch of the published code is ``x * sigmoid(conv(x))``
-(changed after the competition from the bare map); which one the weights were trained with
-is not recorded, so both are offered: recipes ``original`` (bare map, as
+are left unused. The scSE spatial branch of the published code is ``x * sigmoid(conv(x))``,
+changed from the bare map by the commit "fix SpatialAttention2d" of 2018-11-05 (the
+competition ended 2018-10-19; the weights were linked on 2019-04-05); which one the weights
+were trained with is not recorded, so both are offered: recipes ``original`` (bare map, as
 :mod:`phalanx.model` builds by default) and ``original_gated`` (``spatial_gate: true``);
 ``saltseg weights check`` scores both.
 """
