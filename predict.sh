@@ -9,7 +9,11 @@
 # With --profile cpu (or PROFILE cpu): the one network of the cpu profile, phalanx stage 1,
 # alone (no blend; b.e.s. has no cpu profile).
 #
-# usage: ./predict.sh [--profile full|cpu|tiny] [--settings FILE] [--threshold T]
+# With --original: the original 1st-place weights imported by `saltseg weights import`
+# (b.e.s. stage "original": 5 folds x 4 stage-2 models; phalanx stage "original" or
+# "original_gated", the scSE variant of the import manifest: 5 folds x 3-4 snapshots).
+#
+# usage: ./predict.sh [--profile full|cpu|tiny] [--settings FILE] [--threshold T] [--original]
 #                     [--bes-stage S | --bes-recipe FILE] [--phalanx-stage S | --phalanx-recipe FILE]
 #                     [--no-tta] [--no-postprocess] [--mosaic-layout DIR]
 # --mosaic-layout: post-process with a mosaic layout in the original's format (a folder of
@@ -27,6 +31,7 @@ LAYOUT_ARGS=()
 BES=(--family bes --stage stage2)
 PHALANX=(--family phalanx --stage stage3)
 PHALANX_SET=0
+ORIGINAL=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --profile) PROFILE_ARGS=(--profile "${2:?--profile needs a value}"); shift 2 ;;
@@ -40,10 +45,11 @@ while [[ $# -gt 0 ]]; do
     --phalanx-recipe)
       PHALANX_STAGE="$(recipe_stage "${2:?--phalanx-recipe needs a file}")"
       PHALANX=(--recipe "$2"); PHALANX_SET=1; shift 2 ;;
+    --original) ORIGINAL=1; shift ;;
     --no-tta) TTA_ARGS=(--no-tta); shift ;;
     --no-postprocess) POSTPROCESS=0; shift ;;
     --mosaic-layout) LAYOUT_ARGS=(--layout "${2:?--mosaic-layout needs a folder}"); shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see ./predict.sh --help)" ;;
   esac
 done
@@ -54,6 +60,14 @@ IMAGES="$(setting NEW_TEST_IMAGES_DATA)"  # resolved: DATA_DIR/test/images when 
 PROBS="$PRED/probs/test"
 CSV="$PRED/test_prediction.csv"
 echo "predict.sh: tiles in $IMAGES -> $CSV ${PROFILE_ARGS[*]}"
+
+if [[ "$ORIGINAL" == 1 ]]; then
+  [[ "$(current_profile)" != cpu ]] || die "--original predicts with the original networks: not with --profile cpu"
+  BES_STAGE=original
+  BES=(--family bes --stage original)
+  PHALANX_STAGE="$(saltseg weights stage --family phalanx "${PROFILE_ARGS[@]}")"
+  PHALANX=(--family phalanx --stage "$PHALANX_STAGE")
+fi
 
 CPU=0
 if [[ "$(current_profile)" == cpu ]]; then

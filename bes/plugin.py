@@ -21,7 +21,8 @@ BES = ModelSpec(
 
 
 def register(registry: Registry) -> None:
-    """The family, its adapter, networks, augmentation and pseudo-label rule."""
+    """The family, its adapter, networks, augmentation, pseudo-label rule and the map of
+    its original weights."""
     registry.add(
         "families",
         "bes",
@@ -38,3 +39,4 @@ def register(registry: Registry) -> None:
         registry.add("models", spec.name, spec)
     registry.add("augmentations", "bes", "bes.augment:bes_augmentation")
     registry.add("pseudo_rules", "bes", "bes.pseudo:bes_rule")
+    registry.add("weight_maps", "bes", "bes.weights_map:ORIGINAL")

@@ -21,15 +21,17 @@ empty); SpatialDropout 0.4 on the hypercolumn -> 3x3 conv-BN-ELU 64 -> 1x1 conv 
 logits meant for non-empty images); the 64-channel pixel features concatenated with the
 64-d image features broadcast over the image -> 3x3 conv 64 ELU -> 1x1 conv (``fused``).
 
-As in the original, the scSE spatial branch is the bare sigmoid map (not multiplied by
-the input) added to the channel-gated features.
+As in the original at the competition, the scSE spatial branch is by default the bare
+sigmoid map (not multiplied by the input) added to the channel-gated features;
+``spatial_gate=True`` builds the later published code's ``x * map`` (the two have the same
+weights; which one the published weights need is settled by ``saltseg weights check``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import keras
 from keras import layers
@@ -75,6 +77,7 @@ def build_phalanx(
     input_size: int | None = None,
     stem: str | None = None,
     name: str | None = None,
+    spatial_gate: bool = False,
 ) -> keras.Model:
     """Build a phalanx U-ResNet34 (``variant`` ``"v4"``, ``"v3"`` or ``"v5"``).
 
@@ -82,8 +85,9 @@ def build_phalanx(
     (v4, v3) or 128 (v5), and must be a multiple of 32 (64 for a stride-2 stem).
     ``stem`` overrides the variant's (``"3x3/2"`` halves the resolution of the whole v5
     network: its head then works at half size and its logits are up-sampled x2, bilinear;
-    the cpu profile's network). Outputs: ``logits`` (v4, v5) or ``fused``, ``pixel``,
-    ``empty`` (v3), all logits.
+    the cpu profile's network). ``spatial_gate``: the scSE spatial branch gates the input
+    (``x * map``) instead of being the bare map (module docstring). Outputs: ``logits``
+    (v4, v5) or ``fused``, ``pixel``, ``empty`` (v3), all logits.
     """
     try:
         spec = VARIANTS[variant]
@@ -98,6 +102,8 @@ def build_phalanx(
         raise ValueError(f"phalanx {variant}: input_size must be a multiple of {multiple}")
     rate = spec.dropout if dropout is None else float(dropout)
     bn = TORCH_BN
+    enc_scse = replace(ENCODER_SCSE, spatial_gate=spatial_gate)
+    dec_scse = replace(DECODER_SCSE, spatial_gate=spatial_gate)
 
     inputs = keras.Input((size, size, 3), name="image")
     enc = resnet34(
@@ -106,7 +112,7 @@ def build_phalanx(
         depths=depths,
         stem=stem,
         max_pool=False,
-        stage_hook=lambda t, s: ENCODER_SCSE(t, f"encode{s + 1}_scse"),
+        stage_hook=lambda t, s: enc_scse(t, f"encode{s + 1}_scse"),
         bn=bn,
     )
     e2, e3, e4, e5 = enc.stages
@@ -114,13 +120,13 @@ def build_phalanx(
     f = feature_pyramid_attention(e5, 4 * width, "center_fpa", bn)
     f = layers.MaxPooling2D(2, name="center_pool")(f)
 
-    d5 = fuse_decoder_block(f, e5, width, "decode5", DECODER_SCSE, bn)
-    d4 = fuse_decoder_block(d5, e4, width, "decode4", DECODER_SCSE, bn)
-    d3 = fuse_decoder_block(d4, e3, width, "decode3", DECODER_SCSE, bn)
-    d2 = fuse_decoder_block(d3, e2, width, "decode2", DECODER_SCSE, bn)
+    d5 = fuse_decoder_block(f, e5, width, "decode5", dec_scse, bn)
+    d4 = fuse_decoder_block(d5, e4, width, "decode4", dec_scse, bn)
+    d3 = fuse_decoder_block(d4, e3, width, "decode3", dec_scse, bn)
+    d2 = fuse_decoder_block(d3, e2, width, "decode2", dec_scse, bn)
     decoded = [d2, d3, d4, d5]
     if spec.decode1:
-        d1 = upsample_decoder_block(d2, width // 2, width, "decode1", DECODER_SCSE, bn)
+        d1 = upsample_decoder_block(d2, width // 2, width, "decode1", dec_scse, bn)
         decoded.insert(0, d1)
     hyper = hypercolumn(decoded, "hypercolumn")
     if rate > 0:

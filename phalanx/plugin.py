@@ -56,7 +56,8 @@ def model_specs() -> list[ModelSpec]:
 
 
 def register(registry: Registry) -> None:
-    """The family, its adapters, networks, augmentation, loss and pseudo-label rule."""
+    """The family, its adapters, networks, augmentation, loss, pseudo-label rule and the map
+    of its original weights."""
     registry.add(
         "families",
         "phalanx",
@@ -81,3 +82,4 @@ def register(registry: Registry) -> None:
     registry.add("losses", "deep_supervision", "phalanx.losses:deep_supervision_losses")
     registry.add("pseudo_rules", "phalanx", "phalanx.pseudo:phalanx_rule")
     registry.add("pseudo_rules", "phalanx_slices", "phalanx.pseudo:phalanx_slices_rule")
+    registry.add("weight_maps", "phalanx", "phalanx.weights_map:ORIGINAL")

@@ -20,8 +20,8 @@ STAGES = [
 
 
 def test_all_stages_listed() -> None:
-    assert list_stages("bes") == ["stage1", "stage2"]
-    assert list_stages("phalanx") == ["stage1", "stage2", "stage3"]
+    assert list_stages("bes") == ["original", "stage1", "stage2"]
+    assert list_stages("phalanx") == ["original", "original_gated", "stage1", "stage2", "stage3"]
 
 
 @pytest.mark.parametrize(("family", "stage"), STAGES)

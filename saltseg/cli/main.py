@@ -156,6 +156,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     recipe, profile = recipe_from_args(args, settings)
     folds = None if args.all_folds or args.fold is None else [args.fold]
+    if args.encoder_weights:
+        update = {"encoder_weights": str(Path(args.encoder_weights).resolve())}
+        recipe = recipe.model_copy(update=update)
 
     print(
         f"training {recipe.family}/{recipe.stage} ({recipe.model}, profile {profile}) "
@@ -244,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
         "it (default: the profile's, e.g. 30 for cpu; 0: none)",
     )
     p.add_argument(
+        "--encoder-weights",
+        metavar="FILE",
+        help="ImageNet encoder for phases from scratch: torchvision resnet34/resnext50_32x4d "
+        ".pth or .safetensors, or resnext50_imagenet_1000_no_top.h5 (the recipe's "
+        "encoder_weights otherwise)",
+    )
+    p.add_argument(
         "--verbose", type=int, default=2, choices=[0, 1, 2], help="Keras progress (1: bar)"
     )
     p.set_defaults(func=cmd_train)
@@ -265,8 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_review_parser(sub)
 
     from saltseg.cli import pipeline as pipeline_cli
+    from saltseg.cli import weights as weights_cli
 
     pipeline_cli.add_pipeline_parsers(sub)
+    weights_cli.add_weights_parser(sub)
 
     return parser
 
@@ -293,7 +305,7 @@ KERAS_COMMANDS = {"train", "predict", "models"}
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in KERAS_COMMANDS:
+    if args.command in KERAS_COMMANDS or getattr(args, "needs_keras", False):
         _import_keras_quietly()
     handler: Handler = args.func
     try:

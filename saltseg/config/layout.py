@@ -12,8 +12,9 @@ PSEUDO_CSV = "pseudo_labels.csv"
 
 
 def stage_dir(settings: Settings, recipe: StageRecipe) -> Path:
-    """``<family weights folder>/<stage>``: a stage's trained weights."""
-    return settings.weights_dir(recipe.family) / recipe.stage
+    """``<family weights folder>/<stage>``: a stage's trained (or imported) weights; a recipe
+    with ``weights_stage`` uses that stage's folder."""
+    return settings.weights_dir(recipe.family) / (recipe.weights_stage or recipe.stage)
 
 
 def probs_path(settings: Settings, which: str, family: str, stage: str) -> Path:

@@ -274,6 +274,26 @@ class StageRecipe(_Strict):
         description="keyword arguments of the network's builder (e.g. dropout: 0.0)",
     )
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
+    imported: bool = Field(
+        False,
+        description="weights come from `saltseg weights import` (the original published ones): "
+        "the phases document how they were trained; training this recipe is refused",
+    )
+    weights_stage: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9_]+$",
+        description="the stage folder whose weights this recipe uses (default: its own stage)",
+    )
+    encoder_weights: str | None = Field(
+        None,
+        description="ImageNet encoder weights for the phases that start from scratch: a local "
+        "torchvision resnet34/resnext50_32x4d state_dict (.pth, .safetensors) or the Keras "
+        "resnext50_imagenet_1000_no_top.h5 (relative: against the settings file's folder)",
+    )
+    model_options: dict[str, bool | int | float | str] = Field(
+        default_factory=dict,
+        description="keyword arguments for the network's builder (e.g. spatial_gate: true)",
+    )
 
     @field_validator("family")
     @classmethod

@@ -1,4 +1,5 @@
-"""The plugin registry: families, networks, adapters, augmentations, losses, pseudo-label rules.
+"""The plugin registry: families, networks, adapters, augmentations, losses, pseudo-label rules,
+maps of the original published weights.
 
 Every provider, the core's own built-ins included, registers through the ``saltseg.plugins``
 entry point group (``pyproject.toml``): each entry names a ``register(registry)`` function
@@ -29,6 +30,7 @@ GROUPS = {
     "augmentations": "augmentation",
     "losses": "loss",
     "pseudo_rules": "pseudo-label rule",
+    "weight_maps": "original-weights map",
 }
 """Registry groups and the singular used in messages."""
 

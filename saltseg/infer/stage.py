@@ -172,6 +172,7 @@ def predict_test(
         "family": recipe.family,
         "stage": recipe.stage,
         "model": recipe.model,
+        "model_options": dict(recipe.model_options),
         "profile": profile,
         "set": "test",
         "images_dir": str(images_dir.resolve()),

@@ -11,14 +11,16 @@ ports the original b.e.s. code used, so published weights can be mapped onto the
 
 ``width`` is the number of stem filters (64 for the published networks) and scales every
 stage; ``depths`` gives the units per stage (3-4-6-3 for both published networks).
-Weights start random; :func:`load_encoder_weights` copies encoder layers by name from a
-local ``.keras`` model, a by-name ``.weights.h5`` written by :func:`save_encoder_weights`,
-or a legacy Keras 2 HDF5 weights file (the format of the original published weights).
+Weights start random; :func:`load_encoder_weights` copies encoder layers from a local
+``.keras`` model, a by-name ``.weights.h5`` written by :func:`save_encoder_weights`, a
+Keras 2 HDF5 ImageNet file (``resnext50_imagenet_1000_no_top.h5``, the b.e.s. start) or a
+torchvision ``resnet34`` / ``resnext50_32x4d`` state_dict (``.pth``, ``.safetensors``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -310,23 +312,11 @@ def save_encoder_weights(
 
 
 def _read_h5(path: Path) -> dict[str, list[np.ndarray]]:
-    """By-name weights from a saltseg ``.weights.h5`` or a legacy Keras 2 HDF5 file."""
+    """By-name weights from a saltseg ``.weights.h5`` (Keras 2 files: :func:`_load_mapped`)."""
     import h5py
 
     found: dict[str, list[np.ndarray]] = {}
     with h5py.File(path, "r") as fh:
-        root = fh.get("model_weights", fh)
-        if "layer_names" in root.attrs:  # Keras 2 format (e.g. published ImageNet weights)
-            for raw in root.attrs["layer_names"]:
-                name = raw.decode() if isinstance(raw, bytes) else str(raw)
-                group = root[name]
-                weight_names = [
-                    w.decode() if isinstance(w, bytes) else str(w)
-                    for w in group.attrs.get("weight_names", [])
-                ]
-                if weight_names:
-                    found[name] = [np.asarray(group[w]) for w in weight_names]
-            return found
         if "saltseg_by_name" not in fh.attrs:
             raise EncoderWeightsError(
                 f"{path}: a Keras 3 model.save_weights() file keys layers by creation order, "
@@ -363,20 +353,105 @@ def _read_weights_file(path: Path) -> dict[str, list[np.ndarray]]:
     raise EncoderWeightsError(f"{path}: encoder weights must be a .weights.h5 or .keras file")
 
 
+# ImageNet statistics of torchvision's encoders, on 0-255 inputs (for an input BatchNorm).
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
+def torchvision_source_of(name: str) -> str | None:
+    """Our encoder layer -> torchvision ``resnet34`` / ``resnext50_32x4d`` state_dict prefix."""
+    fixed = {"conv0": "conv1", "bn0": "bn1", "bn_data": "bn_data"}  # bn_data: see _load_mapped
+    if name in fixed:
+        return fixed[name]
+    m = re.fullmatch(r"stage(\d)_unit(\d+)_(conv[123]|bn[123]|sc|sc_bn)", name)
+    if m is None:
+        return None
+    part = {"sc": "downsample.0", "sc_bn": "downsample.1"}.get(m[3], m[3])
+    return f"layer{m[1]}.{int(m[2]) - 1}.{part}"
+
+
+def _keras2_source_of(model: keras.Model, source: dict[str, np.ndarray]) -> Callable:
+    """Keras 2 ImageNet files: same names; a grouped conv from its per-group convs
+    ``<name>_<c>`` (the classification_models ResNeXt) unless stored whole."""
+
+    def source_of(name: str) -> str | tuple[str, ...]:
+        groups = int(getattr(model.get_layer(name), "groups", 1))
+        if groups > 1 and f"{name}/kernel" not in source:
+            return tuple(f"{name}_{c}" for c in range(groups))
+        return name
+
+    return source_of
+
+
+def _is_keras2(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as fh:
+            root = fh.get("model_weights", fh)
+            return "layer_names" in root.attrs or "layer_names0" in root.attrs
+    except OSError:
+        return False
+
+
+def _load_mapped(model: keras.Model, path: Path, layer_names: Iterable[str]) -> int:
+    """A torchvision state_dict (``.pth``, ``.safetensors``) or a Keras 2 HDF5 ImageNet
+    file, mapped onto the encoder layers (:func:`saltseg.nets.transfer.transfer`).
+
+    A stem whose kernel differs from the file's (phalanx v5's 3x3 ``conv0``) stays random,
+    as in the original; ``bn_data`` (ResNeXt input BatchNorm), absent from torchvision files,
+    is set to torchvision's ImageNet normalisation of 0-255 inputs."""
+    from saltseg.core.errors import DataError
+    from saltseg.data.weights_io import read_keras2_h5, read_weights
+    from saltseg.nets.transfer import transfer
+
+    names = [n for n in layer_names if model.get_layer(n).weights]
+    try:
+        if path.suffix.lower() in (".h5", ".hdf5"):
+            source = read_keras2_h5(path)
+            report = transfer(
+                model, source, _keras2_source_of(model, source), "keras2", path, names
+            )
+            return report.layers
+        source = read_weights(path)
+        stem = source.get("conv1.weight")
+        ours = tuple(model.get_layer("conv0").kernel.shape[:2]) if "conv0" in names else None
+        if ours is not None and stem is not None and tuple(stem.shape[2:]) != ours:
+            names.remove("conv0")  # phalanx v5's 3x3 stem: random, as in the original
+        if "bn_data" in names and "bn_data.running_mean" not in source:
+            eps = float(model.get_layer("bn_data").epsilon)
+            source = dict(source)
+            source["bn_data.bias"] = np.zeros(3, np.float32)
+            source["bn_data.running_mean"] = np.asarray(IMAGENET_MEAN, np.float32)
+            source["bn_data.running_var"] = np.square(IMAGENET_STD).astype(np.float32) - eps
+        report = transfer(model, source, torchvision_source_of, "torch", path, names)
+        return report.layers
+    except DataError as exc:
+        raise EncoderWeightsError(str(exc)) from None
+
+
 def load_encoder_weights(
     model: keras.Model,
     weights_path: str | os.PathLike[str],
     layer_names: Iterable[str],
 ) -> int:
-    """Copy weights of the named encoder layers of ``model`` from ``weights_path`` by name.
+    """Copy weights of the named encoder layers of ``model`` from ``weights_path``.
 
-    Every encoder layer that has weights must be present in the file with matching shapes;
-    otherwise :class:`EncoderWeightsError` lists what is missing or mismatched. Returns the
-    number of layers loaded.
+    Sources: a torchvision ``resnet34`` / ``resnext50_32x4d`` state_dict (``.pth``, ``.pt``,
+    ``.safetensors``), a Keras 2 HDF5 ImageNet file (``resnext50_imagenet_1000_no_top.h5``),
+    both mapped by :func:`_load_mapped`; or by name from a saltseg ``.weights.h5``
+    (:func:`save_encoder_weights`) or a ``.keras`` model. Every encoder layer that has
+    weights must be present in the file with matching shapes; otherwise
+    :class:`EncoderWeightsError` lists what is missing or mismatched. Returns the number of
+    layers loaded. Nothing is downloaded.
     """
     path = Path(weights_path)
     if not path.is_file():
         raise EncoderWeightsError(f"encoder weights file not found: {path}")
+    if path.suffix.lower() in (".pth", ".pt", ".safetensors") or (
+        path.suffix.lower() in (".h5", ".hdf5") and _is_keras2(path)
+    ):
+        return _load_mapped(model, path, layer_names)
     try:
         stored = _read_weights_file(path)
     except EncoderWeightsError:

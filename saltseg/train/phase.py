@@ -210,7 +210,10 @@ class PhaseRun:
 
     def _build(self) -> keras.Model:
         precision = resolve_precision(self.recipe.precision)
-        return build_model(self.spec, self.recipe.bn_momentum, precision, self.recipe.model_options)
+        options: dict[str, Any] = dict(self.recipe.model_options)
+        if self.recipe.encoder_weights and self.init_weights is None:
+            options["encoder_weights"] = self.recipe.encoder_weights  # from scratch: ImageNet
+        return build_model(self.spec, self.recipe.bn_momentum, precision, options)
 
     def _self_label(self, phase: PhaseConfig, fold_data: FoldData) -> FoldData:
         """The fold data plus the test tiles this phase labels first (or labelled before)."""

@@ -27,6 +27,7 @@ does a ``self_labels`` phase's labelling of test tiles (planned from the measure
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -130,6 +131,17 @@ def train_stage(
 
     ``budget_minutes`` (default: the recipe's; 0: none) bounds each chain's wall-clock time
     (the pretrain chain and every fold's), see the module docstring."""
+    if recipe.imported:
+        raise ConfigError(
+            f"{recipe.family}/{recipe.stage} holds imported weights (saltseg weights import); "
+            "it is not trained here"
+        )
+    if recipe.encoder_weights:
+        path = Path(os.path.expanduser(recipe.encoder_weights))
+        path = path if path.is_absolute() else settings.base_dir / path
+        if not path.is_file():
+            raise ConfigError(f"encoder_weights: {path}: file not found (nothing is downloaded)")
+        recipe = recipe.model_copy(update={"encoder_weights": str(path)})
     if budget_minutes is None:
         budget_minutes = recipe.budget_minutes
     spec = get_model_spec(recipe.model)
