@@ -29,7 +29,7 @@ from saltseg.infer.segy_volume import (
     VolumeOptions,
     predict_volume,
 )
-from saltseg.infer.tiling import blend_window, origins, predict_scaled, predict_section
+from saltseg.infer.tiling import blend_window, origins, predict_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def test_stitching_equals_the_known_function_everywhere(shape, stride) -> None:
 
 def test_scale_resamples_and_returns_to_the_section_size() -> None:
     grey = np.tile(np.linspace(0, 255, 120).astype(np.uint8)[:, None], (1, 200))
-    prob = predict_scaled(grey, known, scale=(0.5, 2.0))
+    prob = predict_section(grey, known, scale=(0.5, 2.0))
     assert prob.shape == grey.shape
     np.testing.assert_allclose(prob, known(grey), atol=0.02)
 
@@ -138,59 +138,52 @@ class KilledError(Exception):
     """Stands for the process being killed."""
 
 
-def test_killed_run_resumes_after_the_last_finished_line(tmp_path) -> None:
-    vol = _volume((12, 120, 110), seed=3)
-    g = open_geometry(write_volume(tmp_path / "in.sgy", vol))
-    out = tmp_path / "out"
-    options = VolumeOptions(directions=("inline", "crossline"))
-    calls: list[int] = []
+def _counting(tiles_seen: list[int], die_at_call: int | None = None):
+    """The known function, counting the tiles it sees; raises at call ``die_at_call``."""
 
-    def dies_at_line_15(tiles: np.ndarray) -> np.ndarray:
-        if len(calls) == 15:
-            raise KilledError
-        calls.append(len(tiles))
-        return known(tiles)
-
-    with pytest.raises(KilledError):
-        predict_volume(g, dies_at_line_15, out, options, model={"v": 1}, progress=False)
-    assert not (out / PROB_NAME).exists() and not (out / MASK_NAME).exists()
-    state = json.loads((out / PARTIAL / "state.json").read_text())
-    assert state["done"] == {"inline": 12, "crossline": 3}
-    calls.clear()
-    res = predict_volume(g, _counting(calls), out, options, model={"v": 1}, progress=False)
-    assert res.resumed_lines == 15 and len(calls) == 120 - 3
-    with segyio.open(res.probability) as f:
-        np.testing.assert_allclose(segyio.tools.cube(f), known(_grey_volume(vol, out)), atol=2e-6)
-    # Another model starts afresh.
-    calls.clear()
-    predict_volume(g, _counting(calls), tmp_path / "out2", options, model={"v": 1}, progress=False)
-    assert len(calls) == 132
-
-
-def _counting(calls: list[int]):
     def predictor(tiles: np.ndarray) -> np.ndarray:
-        calls.append(len(tiles))
+        if len(tiles_seen) == die_at_call:
+            raise KilledError
+        tiles_seen.append(len(tiles))
         return known(tiles)
 
     return predictor
 
 
-def test_a_changed_model_or_option_starts_afresh(tmp_path) -> None:
+def test_killed_run_resumes_after_the_last_finished_line(tmp_path) -> None:
+    """12 inlines of 4 tiles, 120 crosslines of 2 (padded to a tile's width); 4 tiles per
+    call, so one inline or two crosslines per group."""
+    vol = _volume((12, 120, 110), seed=3)
+    g = open_geometry(write_volume(tmp_path / "in.sgy", vol))
+    out = tmp_path / "out"
+    options = VolumeOptions(directions=("inline", "crossline"), batch=4)
+    seen: list[int] = []
+    with pytest.raises(KilledError):
+        predict_volume(g, _counting(seen, 15), out, options, model={"v": 1}, progress=False)
+    assert not (out / PROB_NAME).exists() and not (out / MASK_NAME).exists()
+    state = json.loads((out / PARTIAL / "state.json").read_text())
+    assert state["done"] == {"inline": 12, "crossline": 6}
+    seen.clear()
+    res = predict_volume(g, _counting(seen), out, options, model={"v": 1}, progress=False)
+    assert res.resumed_lines == 18 and sum(seen) == (120 - 6) * 2
+    with segyio.open(res.probability) as f:
+        np.testing.assert_allclose(segyio.tools.cube(f), known(_grey_volume(vol, out)), atol=2e-6)
+    assert not (out / PARTIAL).exists()
+
+
+def test_a_changed_model_starts_afresh(tmp_path) -> None:
     g = open_geometry(write_volume(tmp_path / "in.sgy", _volume((4, 101, 101))))
     out = tmp_path / "out"
-    calls: list[int] = []
-
-    def dies(tiles: np.ndarray) -> np.ndarray:
-        if len(calls) == 2:
-            raise KilledError
-        calls.append(1)
-        return known(tiles)
-
+    seen: list[int] = []
     with pytest.raises(KilledError):
-        predict_volume(g, dies, out, VolumeOptions(), model={"v": 1}, progress=False)
-    calls.clear()
-    res = predict_volume(g, _counting(calls), out, VolumeOptions(), model={"v": 2}, progress=False)
-    assert res.resumed_lines == 0 and len(calls) == 4
+        predict_volume(
+            g, _counting(seen, 2), out, VolumeOptions(batch=1), model={"v": 1}, progress=False
+        )
+    seen.clear()
+    res = predict_volume(
+        g, _counting(seen), out, VolumeOptions(batch=1), model={"v": 2}, progress=False
+    )
+    assert res.resumed_lines == 0 and sum(seen) == 4
 
 
 # --------------------------------------------------------------------------- bad inputs
@@ -234,6 +227,8 @@ def test_bad_inputs_raise_errors_that_say_what_to_do(tmp_path) -> None:
         open_geometry(odd, SegyOptions(iline_byte=190))
     g = open_geometry(odd, SegyOptions(iline_byte=17, xline_byte=13))
     assert g.shape == (5, 6, 40)
+    with pytest.raises(DataError, match=r"single line of 30 traces.*--iline-byte 189"):
+        open_geometry(good, SegyOptions(iline_byte=9, xline_byte=21))  # 9 is 0, 21 the CDP
     rng = np.random.default_rng(0)
     mess = [{189: int(a), 193: int(b), 21: int(c)} for a, b, c in rng.integers(1, 4, (30, 3))]
     unstructured = _write_traces(tmp_path / "mess.sgy", mess)

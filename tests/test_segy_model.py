@@ -26,7 +26,7 @@ from saltseg.data.synthetic import make_volume
 pytestmark = pytest.mark.slow
 
 MIN_IOU = 0.8
-"""Measured about 0.9 in every direction (docs/segy.md)."""
+"""Measured 0.89 inline, 0.94 crossline, 0.93 both (docs/segy.md)."""
 SHAPE = (108, 112, 150)
 RECIPE = {
     "family": "phalanx",

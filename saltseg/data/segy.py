@@ -361,6 +361,16 @@ def open_geometry(path: str | os.PathLike[str], options: SegyOptions | None = No
         )
         ilines, xlines = np.asarray(f.ilines), np.asarray(f.xlines)
     kind: Literal["3d", "2d"] = "2d" if min(len(ilines), len(xlines)) == 1 else "3d"
+    if kind == "2d":  # one line at these bytes: a 2D line, unless other bytes form a grid
+        with _open_unstructured(p) as f:
+            cands = grid_candidates(f, (options.iline_byte, options.xline_byte))
+        if cands:
+            raise DataError(
+                f"{p.path}: bytes {options.iline_byte}/{options.xline_byte} make it a single "
+                f"line of {p.n_traces} traces, but the traces form a grid with "
+                + " or ".join(cands)
+                + ": rerun with those options (or with --2d if it is a 2D line)"
+            )
     if kind == "2d" and len(ilines) != 1:  # one crossline: make it the (only) inline
         return _two_d_geometry(p, options, "one crossline, taken as a 2D line")
     return Geometry(p, kind, ilines, xlines, sorting, options.iline_byte, options.xline_byte)

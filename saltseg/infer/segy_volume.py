@@ -39,7 +39,7 @@ from saltseg.data.segy import (
     file_order_blocks,
     fit_amplitude_map,
 )
-from saltseg.infer.tiling import TilePredictor, predict_scaled
+from saltseg.infer.tiling import Section, TilePredictor, run_tiles
 
 PROB_NAME = "salt_probability.sgy"
 MASK_NAME = "salt_mask.sgy"
@@ -186,10 +186,13 @@ def predict_volume(
 ) -> VolumeResult:
     """Predict every line, resuming from ``OUT/.segy_partial``, and write the outputs.
 
-    ``model`` identifies the predictor (weights and their dates) for resuming: a run with
-    another model starts afresh.
+    Lines are predicted in groups of about ``options.batch`` tiles (one predictor call per
+    group: a network call has a fixed cost) and recorded as done group by group. ``model``
+    identifies the predictor (weights and their dates) for resuming: a run with another
+    model starts afresh.
     """
     check_directions(geometry, options.directions)
+    batch = max(1, options.batch)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"input": geometry.signature(), "options": options.resume_key(), "model": model}
     partial = _Partial(out_dir / PARTIAL, json.loads(json.dumps(config)))
@@ -206,21 +209,31 @@ def predict_volume(
             per = n_xl if d == "inline" else n_il
             store = stores[d] = LineStore(partial.folder / f"{d}.f32", (n_lines, per, ns))
             stack.callback(store.close)
-            for k in range(partial.done(d), n_lines):
+            k = partial.done(d)
+            while k < n_lines:
                 t0 = time.perf_counter()
-                grey = amap.to_grey(reader.line(d, k)).T  # rows = samples, cols = traces
+                group: list[Section] = []
+                while k + len(group) < n_lines and sum(len(g.tiles) for g in group) < batch:
+                    grey = amap.to_grey(reader.line(d, k + len(group))).T  # rows = samples
+                    group.append(Section.cut(grey, options.stride, options.scale))
                 t1 = time.perf_counter()
-                prob = predict_scaled(grey, predictor, options.scale, options.stride, options.batch)
+                probs = run_tiles(predictor, np.concatenate([g.tiles for g in group]), batch)
+                lines, lo = [], 0
+                for g in group:
+                    lines.append(g.stitch(probs[lo : lo + len(g.tiles)]))
+                    lo += len(g.tiles)
                 t2 = time.perf_counter()
-                store.write_line(k, prob.T)
+                for prob in lines:
+                    store.write_line(k, prob.T)
+                    k += 1
                 store.sync()
-                partial.state["done"][d] = k + 1
+                partial.state["done"][d] = k
                 partial.save()
                 secs["read"] += t1 - t0
                 secs["predict"] += t2 - t1
                 secs["write"] += time.perf_counter() - t2
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(len(group))
         t0 = time.perf_counter()
         prob_path, mask_path = out_dir / PROB_NAME, out_dir / MASK_NAME
         _write_outputs(geometry, reader, stores, options.threshold, prob_path, mask_path)

@@ -15,6 +15,7 @@ can replace the network; :class:`StageTiles` adapts trained stages.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import cv2
@@ -48,30 +49,59 @@ def blend_window(tile: int = TILE) -> np.ndarray:
     return np.outer(w, w).astype(np.float32)
 
 
-def predict_section(
-    grey: np.ndarray,
-    predictor: TilePredictor,
-    stride: int = TILE // 2,
-    batch: int = 256,
-) -> np.ndarray:
-    """Stitched probabilities ``(rows, cols)`` float32 of a uint8 section ``(rows, cols)``."""
-    rows, cols = grey.shape
-    pad_r, pad_c = max(0, TILE - rows), max(0, TILE - cols)
-    if pad_r or pad_c:
-        grey = np.pad(grey, ((0, pad_r), (0, pad_c)), mode="edge")
-    H, W = grey.shape
-    corners = [(r, c) for r in origins(H, stride) for c in origins(W, stride)]
-    weight = blend_window()
-    acc = np.zeros((H, W), dtype=np.float32)
-    norm = np.zeros((H, W), dtype=np.float32)
-    for lo in range(0, len(corners), batch):
-        part = corners[lo : lo + batch]
-        tiles = np.stack([grey[r : r + TILE, c : c + TILE] for r, c in part])
-        probs = np.asarray(predictor(tiles), dtype=np.float32)
-        for (r, c), p in zip(part, probs, strict=True):
+@dataclass
+class Section:
+    """A section cut into windows: the windows' corners and pixels, ready to stitch back.
+
+    ``scale`` (traces, samples) resamples the section before it is cut; :meth:`stitch`
+    resamples the probabilities back to the section's size.
+    """
+
+    shape: tuple[int, int]
+    padded: tuple[int, int]
+    scaled: tuple[int, int]
+    corners: list[tuple[int, int]]
+    tiles: np.ndarray
+
+    @classmethod
+    def cut(
+        cls, grey: np.ndarray, stride: int = TILE // 2, scale: tuple[float, float] = (1.0, 1.0)
+    ) -> Section:
+        sx, sy = scale
+        if sx <= 0 or sy <= 0:
+            raise ValueError(f"scale factors must be positive, got {scale}")
+        rows, cols = grey.shape
+        scaled = (max(1, round(rows * sy)), max(1, round(cols * sx)))
+        work = resample(grey, scaled)
+        pad_r, pad_c = max(0, TILE - scaled[0]), max(0, TILE - scaled[1])
+        if pad_r or pad_c:
+            work = np.pad(work, ((0, pad_r), (0, pad_c)), mode="edge")
+        H, W = work.shape
+        corners = [(r, c) for r in origins(H, stride) for c in origins(W, stride)]
+        tiles = np.stack([work[r : r + TILE, c : c + TILE] for r, c in corners])
+        return cls((rows, cols), (H, W), scaled, corners, tiles)
+
+    def stitch(self, probs: np.ndarray) -> np.ndarray:
+        """The weighted mean of the windows' probabilities ``(len(corners), 101, 101)``, at
+        the section's size."""
+        weight = blend_window()
+        acc = np.zeros(self.padded, dtype=np.float32)
+        norm = np.zeros(self.padded, dtype=np.float32)
+        for (r, c), p in zip(self.corners, probs, strict=True):
             acc[r : r + TILE, c : c + TILE] += weight * p
             norm[r : r + TILE, c : c + TILE] += weight
-    return (acc / norm)[:rows, :cols]
+        prob = (acc / norm)[: self.scaled[0], : self.scaled[1]]
+        if self.scaled != self.shape:
+            prob = np.clip(resample(prob, self.shape), 0.0, 1.0)
+        return prob
+
+
+def run_tiles(predictor: TilePredictor, tiles: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The predictor over ``tiles`` in calls of at most ``batch``, float32."""
+    out = np.empty(tiles.shape, dtype=np.float32)
+    for lo in range(0, len(tiles), batch):
+        out[lo : lo + batch] = predictor(tiles[lo : lo + batch])
+    return out
 
 
 def resample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -83,22 +113,16 @@ def resample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (shape[1], shape[0]), interpolation=interp)
 
 
-def predict_scaled(
+def predict_section(
     grey: np.ndarray,
     predictor: TilePredictor,
-    scale: tuple[float, float] = (1.0, 1.0),
     stride: int = TILE // 2,
     batch: int = 256,
+    scale: tuple[float, float] = (1.0, 1.0),
 ) -> np.ndarray:
-    """:func:`predict_section` on the section resampled by ``scale`` (traces, samples), with
-    the probabilities resampled back to the section's size."""
-    sx, sy = scale
-    if sx <= 0 or sy <= 0:
-        raise ValueError(f"scale factors must be positive, got {scale}")
-    rows, cols = grey.shape
-    shape = (max(1, round(rows * sy)), max(1, round(cols * sx)))
-    prob = predict_section(resample(grey, shape), predictor, stride, batch)
-    return np.clip(resample(prob, (rows, cols)), 0.0, 1.0)
+    """Stitched probabilities ``(rows, cols)`` float32 of a uint8 section ``(rows, cols)``."""
+    section = Section.cut(grey, stride, scale)
+    return section.stitch(run_tiles(predictor, section.tiles, batch))
 
 
 class StageTiles:
