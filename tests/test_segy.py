@@ -322,7 +322,7 @@ def test_cli_predict_refuses_bad_inputs_and_writes_nothing(tmp_path, capsys, bad
 
 MEMORY_SCRIPT = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     from pathlib import Path
     import numpy as np
     from saltseg.data.segy import open_geometry
@@ -335,8 +335,9 @@ MEMORY_SCRIPT = textwrap.dedent(
     g = open_geometry(sys.argv[1])
     predict_volume(g, known, Path(sys.argv[2]), VolumeOptions(directions=("inline", "crossline")),
                    progress=False)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mb": base / 1024}))
+    status = Path("/proc/self/status").read_text()  # VmHWM: this image's peak (ru_maxrss
+    hwm = next(x for x in status.splitlines() if x.startswith("VmHWM"))  # keeps the parent's)
+    print(json.dumps({"peak_mb": int(hwm.split()[1]) / 1024}))
     """
 )
 
@@ -344,7 +345,7 @@ MEMORY_SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_peak_memory_stays_bounded_on_a_larger_volume(tmp_path) -> None:
     """Peak RSS of a whole run (both directions, both outputs) on a 150 MB volume stays
-    under 200 MB: the imports (numpy, segyio, OpenCV) take about 110 MB, each line well
+    under 200 MB (measured 141): the imports (numpy, segyio, OpenCV) take about 60 MB, each line well
     under 1 MB. Read without a memory map: mapped pages of the input count in the RSS (the
     kernel can drop them, so a memory-mapped run also works on a volume larger than RAM)."""
     rng = np.random.default_rng(0)
@@ -363,6 +364,7 @@ def test_peak_memory_stays_bounded_on_a_larger_volume(tmp_path) -> None:
         check=True,
     )
     peak = json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"]
+    print(f"peak RSS {peak:.0f} MB on a {size_mb:.0f} MB volume")
     assert size_mb > 140
     assert peak < 200, (peak, size_mb)
     assert (tmp_path / "out" / PROB_NAME).stat().st_size == src.stat().st_size
