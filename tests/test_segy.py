@@ -317,6 +317,17 @@ def test_cli_predict_refuses_bad_inputs_and_writes_nothing(tmp_path, capsys, bad
     assert not (out / PROB_NAME).exists() and not (out / MASK_NAME).exists()
 
 
+def test_cli_predict_names_the_missing_training(tmp_path, capsys) -> None:
+    src = write_volume(tmp_path / "v.sgy", _volume((4, 5, 30)))
+    (tmp_path / "SETTINGS.json").write_text(json.dumps({"PROFILE": "cpu"}))
+    out = tmp_path / "out"
+    args = ["--settings", str(tmp_path / "SETTINGS.json"), "segy", "predict", str(src)]
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "phase not finished" in err and "--family phalanx --stage stage1" in err
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------- memory
 
 

@@ -127,11 +127,11 @@ def cmd_segy_predict(args: argparse.Namespace) -> int:
         line_position(geometry, choice)  # a wrong line number fails before the long run
     settings = settings_from_args(args)
     recipes, profile = stage_recipes(args, settings)
+    weights = [(r, stage_dir(settings, r)) for r in recipes]
+    weights = [(r, root, stage_weight_files(r, root)) for r, root in weights]  # before Keras
     import_keras_quietly()
     stages, model = [], {"profile": profile, "flip_tta": not args.no_tta, "stages": []}
-    for recipe in recipes:
-        root = stage_dir(settings, recipe)
-        files = stage_weight_files(recipe, root)
+    for recipe, root, files in weights:
         stages.append((StagePredictor(recipe, files), sorted(files)))
         model["stages"].append(
             {
