@@ -339,34 +339,40 @@ MEMORY_SCRIPT = textwrap.dedent(
     from saltseg.data.segy import open_geometry
     from saltseg.infer.segy_volume import VolumeOptions, predict_volume
 
+    def status(key):  # VmHWM: this image's peak (ru_maxrss would keep the forking parent's)
+        line = next(x for x in Path("/proc/self/status").read_text().splitlines()
+                    if x.startswith(key))
+        return int(line.split()[1]) / 1024
+
     def known(tiles):
         x = tiles.astype(np.float32) / 255.0
         return x * x * (3.0 - 2.0 * x)
 
     g = open_geometry(sys.argv[1])
-    predict_volume(g, known, Path(sys.argv[2]), VolumeOptions(directions=("inline", "crossline")),
-                   progress=False)
-    status = Path("/proc/self/status").read_text()  # VmHWM: this image's peak (ru_maxrss
-    hwm = next(x for x in status.splitlines() if x.startswith("VmHWM"))  # keeps the parent's)
-    print(json.dumps({"peak_mb": int(hwm.split()[1]) / 1024}))
+    base = status("VmRSS")
+    options = VolumeOptions(directions=("inline", "crossline"), batch=32, mmap=False)
+    predict_volume(g, known, Path(sys.argv[2]), options, progress=False)
+    print(json.dumps({"base_mb": base, "peak_mb": status("VmHWM")}))
     """
 )
+GROWTH_MB = 40
+"""Bound on the peak RSS above the imports' for a whole run (measured about 22 MB)."""
 
 
 @pytest.mark.slow
 def test_peak_memory_stays_bounded_on_a_larger_volume(tmp_path) -> None:
-    """Peak RSS of a whole run (both directions, both outputs) on a 157 MB volume stays
-    under 200 MB (measured 141): the imports (numpy, segyio, OpenCV) take about 60 MB, a
-    group of lines a few MB. Read without a memory map: mapped pages of the input count in
-    the RSS (the kernel can drop them, so a memory-mapped run also works on a volume larger
-    than RAM)."""
+    """A whole run (both directions, both outputs) on a 157 MB volume, about four times the
+    bound, stays within ``GROWTH_MB`` above the RSS after the imports (about 55 MB: numpy,
+    segyio, OpenCV). What grows with the options is a group of ``batch`` tiles and their
+    probabilities (32 here, about 10 MB with the stand-in's temporaries; 256 by default).
+    Read without a memory map: mapped pages of the input count in the RSS (the kernel can
+    drop them, so a memory-mapped run also works on a volume larger than RAM)."""
     rng = np.random.default_rng(0)
     line = (rng.standard_normal((250, 600)) * 300).astype(np.float32)
-    vol = np.broadcast_to(line, (250, 250, 600))
-    src = write_volume(tmp_path / "big.sgy", vol)
+    src = write_volume(tmp_path / "big.sgy", np.broadcast_to(line, (250, 250, 600)))
     size_mb = src.stat().st_size / 2**20
     script = tmp_path / "run.py"
-    script.write_text(MEMORY_SCRIPT.replace("VolumeOptions(", "VolumeOptions(mmap=False, "))
+    script.write_text(MEMORY_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, str(script), str(src), str(tmp_path / "out")],
@@ -375,8 +381,12 @@ def test_peak_memory_stays_bounded_on_a_larger_volume(tmp_path) -> None:
         env=env,
         check=True,
     )
-    peak = json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"]
-    print(f"peak RSS {peak:.0f} MB on a {size_mb:.0f} MB volume")
-    assert size_mb > 140
-    assert peak < 200, (peak, size_mb)
+    mem = json.loads(proc.stdout.strip().splitlines()[-1])
+    growth = mem["peak_mb"] - mem["base_mb"]
+    print(
+        f"peak RSS {mem['peak_mb']:.0f} MB, {growth:.0f} MB above the imports, on a "
+        f"{size_mb:.0f} MB volume"
+    )
+    assert size_mb > 3.5 * GROWTH_MB
+    assert growth < GROWTH_MB, (mem, size_mb)
     assert (tmp_path / "out" / PROB_NAME).stat().st_size == src.stat().st_size
