@@ -363,8 +363,9 @@ GROWTH_MB = 40
 def test_peak_memory_stays_bounded_on_a_larger_volume(tmp_path) -> None:
     """A whole run (both directions, both outputs) on a 157 MB volume, about four times the
     bound, stays within ``GROWTH_MB`` above the RSS after the imports (about 55 MB: numpy,
-    segyio, OpenCV). What grows with the options is a group of ``batch`` tiles and their
-    probabilities (32 here, about 10 MB with the stand-in's temporaries; 256 by default).
+    segyio, OpenCV). What grows with the options: the trace sample of the clip values (about
+    17 MB transient, the peak here) and a group of ``batch`` tiles with their probabilities
+    (32 here: a few MB; about 70 MB at the default 256 with the stand-in's temporaries).
     Read without a memory map: mapped pages of the input count in the RSS (the kernel can
     drop them, so a memory-mapped run also works on a volume larger than RAM)."""
     rng = np.random.default_rng(0)
