@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from saltseg.config.recipe import StageRecipe, resolve_recipe
@@ -34,3 +36,20 @@ def recipe_from_args(args: argparse.Namespace, settings: Settings) -> tuple[Stag
     """The recipe the stage options name, with the profile (``--profile`` or the setting)."""
     profile = args.profile or settings.PROFILE
     return resolve_recipe(args.recipe, args.family, args.stage, profile), profile
+
+
+def import_keras_quietly() -> None:
+    """Import TensorFlow with its native start-up chatter (absl/oneDNN notices, which
+    ``TF_CPP_MIN_LOG_LEVEL`` no longer silences) sent to /dev/null; errors still raise."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "keras" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] < "2":
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -12,7 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from saltseg import TILE, __version__
-from saltseg.cli.common import add_stage_args, data_dir, recipe_from_args, settings_from_args
+from saltseg.cli.common import (
+    add_stage_args,
+    data_dir,
+    import_keras_quietly,
+    recipe_from_args,
+    settings_from_args,
+)
 from saltseg.core.errors import SaltsegError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -280,24 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline_cli.add_pipeline_parsers(sub)
     weights_cli.add_weights_parser(sub)
 
+    from saltseg.cli import segy as segy_cli
+
+    segy_cli.add_segy_parser(sub)
+
     return parser
-
-
-def _import_keras_quietly() -> None:
-    """Import TensorFlow with its native start-up chatter (absl/oneDNN notices, which
-    ``TF_CPP_MIN_LOG_LEVEL`` no longer silences) sent to /dev/null; errors still raise."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "keras" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] < "2":
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 KERAS_COMMANDS = {"train", "predict", "models"}
@@ -306,7 +298,7 @@ KERAS_COMMANDS = {"train", "predict", "models"}
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in KERAS_COMMANDS or getattr(args, "needs_keras", False):
-        _import_keras_quietly()
+        import_keras_quietly()
     handler: Handler = args.func
     try:
         return handler(args)

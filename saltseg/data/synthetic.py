@@ -387,4 +387,74 @@ def generate_dataset(
     }
 
 
+# --------------------------------------------------------------------------- volumes
+
+
+def _smooth_3d(rng: np.random.Generator, shape: tuple[int, ...], cells: int) -> np.ndarray:
+    """A smooth zero-mean random field of ``shape`` with unit std (cubic zoom of a coarse grid)."""
+    from scipy import ndimage
+
+    coarse = rng.standard_normal((cells,) * len(shape)).astype(np.float32)
+    field = ndimage.zoom(coarse, [n / cells for n in shape], order=3, mode="nearest")
+    field = field[tuple(slice(0, n) for n in shape)]
+    field -= field.mean()
+    return field / (field.std() + 1e-6)
+
+
+def make_volume(
+    seed: int, n_il: int, n_xl: int, n_samples: int, amplitude: float = 1000.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A 3D seismic volume with one salt dome: amplitudes float32 and salt bool, both
+    ``(inlines, crosslines, samples)``.
+
+    The tiles' recipe in three dimensions, with one pixel per trace and per sample: layered
+    sediments (:func:`_sediment_log_impedance` on a dipping, folded depth field, dragged up
+    against the salt), a salt body below a domed top-of-salt surface with a weak chaotic
+    texture, reflectivity along depth convolved with a Ricker wavelet (:func:`_ricker`),
+    band-limited noise, and amplitudes in arbitrary units (``amplitude``), not grey levels.
+    """
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    x, y, z = np.meshgrid(
+        np.arange(n_il, dtype=np.float32),
+        np.arange(n_xl, dtype=np.float32),
+        np.arange(-PAD, n_samples + PAD, dtype=np.float32),
+        indexing="ij",
+    )
+    shape = x.shape
+    wavelet = _ricker(rng)[:, 0]
+    fold = rng.uniform(2.0, 8.0) * _smooth_3d(rng, shape[:2], 4)[..., None]
+    t = z + rng.normal(0, 0.1) * x + rng.normal(0, 0.1) * y + fold
+    t += 1.2 * _smooth_3d(rng, shape, 5)
+    # Top of salt: a dome (centre and radii drawn in the volume), wrinkled.
+    cx, cy = rng.uniform(0.3, 0.7) * n_il, rng.uniform(0.3, 0.7) * n_xl
+    rx, ry = rng.uniform(0.25, 0.45) * n_il, rng.uniform(0.25, 0.45) * n_xl
+    r = np.sqrt(((x[..., :1] - cx) / rx) ** 2 + ((y[..., :1] - cy) / ry) ** 2)
+    top = n_samples * (rng.uniform(0.25, 0.45) + 0.5 * r ** rng.uniform(1.5, 2.5))
+    top += rng.uniform(1.0, 4.0) * _smooth_3d(rng, shape[:2], 6)[..., None]
+    salt = z > top
+    above = np.clip(top - z, 0.0, None)
+    t = t + rng.uniform(2.0, 10.0) * np.exp(-above / rng.uniform(4.0, 15.0)) * ~salt
+    log_imp = _sediment_log_impedance(rng, t)
+    lateral = np.maximum(1.0 + rng.uniform(0.1, 0.4) * _smooth_3d(rng, shape, 4), 0.25)
+    sed_refl = np.diff(log_imp, axis=2, append=log_imp[..., -1:]) * lateral
+    soft = ndimage.gaussian_filter(salt.astype(np.float32), 0.8)
+    chaos = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), (2, 2, 0.8))
+    chaos /= chaos.std() + 1e-6
+    salt_imp = float(np.percentile(log_imp, 90)) + rng.uniform(0.25, 0.55)
+    combined = log_imp * (1.0 - soft) + (salt_imp + rng.uniform(0.01, 0.035) * chaos) * soft
+    refl = np.diff(combined, axis=2, append=combined[..., -1:]) * (lateral * (1.0 - soft) + soft)
+    ref_scale = float(ndimage.convolve1d(sed_refl, wavelet, axis=2, mode="reflect").std())
+    seis = ndimage.convolve1d(refl, wavelet, axis=2, mode="reflect")
+    seis = ndimage.gaussian_filter(seis, (0.8, 0.8, 0)) / (ref_scale + 1e-9)
+    seis *= np.exp(rng.uniform(-0.8, 0.4) * z / n_samples)
+    noise = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), (1.5, 1.5, 0.5))
+    noise = ndimage.convolve1d(noise, wavelet, axis=2, mode="reflect")
+    seis += rng.uniform(0.08, 0.3) * noise / (noise.std() + 1e-6)
+    seis -= rng.uniform(0.0, 0.3) * soft
+    inner = slice(PAD, PAD + n_samples)
+    return (amplitude * seis[..., inner]).astype(np.float32), salt[..., inner].copy()
+
+
 # --------------------------------------------------------------------------- preview
