@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 from saltseg.core.errors import DataError
-from saltseg.nets.transfer import OriginalFile, OriginalWeights
+from saltseg.nets.transfer import OriginalFile, OriginalWeights, family_folder
 
 CARDINALITY = 32
 FOLDS = (0, 1, 2, 3, 4)
@@ -44,15 +44,9 @@ def source_of(name: str) -> str | tuple[str, ...] | None:
     return name
 
 
-def weights_folder(original: Path) -> Path:
-    """``ORIGINAL/bes/weights`` when present, else ``ORIGINAL`` itself."""
-    nested = original / "bes" / "weights"
-    return nested if nested.is_dir() else original
-
-
 def files(original: Path) -> list[OriginalFile]:
     """The 20 published files (a :class:`DataError` names a missing folder or fold)."""
-    root = weights_folder(original)
+    root = family_folder(original, "bes")
     out: list[OriginalFile] = []
     for suffix, (phase, slot, weight) in FOLDERS.items():
         folder = root / f"unet_resnext_50_lovasz_stage_{suffix}"

@@ -37,7 +37,7 @@ import re
 from pathlib import Path
 
 from saltseg.core.errors import DataError
-from saltseg.nets.transfer import OriginalFile, OriginalWeights
+from saltseg.nets.transfer import OriginalFile, OriginalWeights, family_folder
 
 SNAPSHOTS: dict[int, int] = {0: 4, 1: 4, 2: 4, 3: 3, 4: 3}
 """Published snapshots per fold."""
@@ -85,15 +85,9 @@ def source_of(name: str) -> str | None:
     return None
 
 
-def weights_folder(original: Path) -> Path:
-    """``ORIGINAL/phalanx/weights`` when present, else ``ORIGINAL`` itself."""
-    nested = original / "phalanx" / "weights"
-    return nested if nested.is_dir() else original
-
-
 def files(original: Path) -> list[OriginalFile]:
     """The 18 published files (a :class:`DataError` names a missing fold or snapshot)."""
-    root = weights_folder(original)
+    root = family_folder(original, "phalanx")
     out: list[OriginalFile] = []
     for k, n in SNAPSHOTS.items():
         for s in range(n):

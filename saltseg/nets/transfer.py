@@ -199,3 +199,10 @@ class OriginalWeights:
     variants: Mapping[str, str] = field(default_factory=dict)
     default_variant: str = ""
     description: str = ""
+
+
+def family_folder(original: Path, family: str) -> Path:
+    """``ORIGINAL/<family>/weights`` (the unzipped original layout) when present, else
+    ``ORIGINAL`` itself (a folder holding one family's files)."""
+    nested = original / family / "weights"
+    return nested if nested.is_dir() else original
