@@ -13,7 +13,7 @@
 # (b.e.s. stage "original": 5 folds x 4 stage-2 models; phalanx stage "original" or
 # "original_gated", the scSE variant of the import manifest: 5 folds x 3-4 snapshots).
 #
-# usage: ./predict.sh [--profile full|cpu|tiny] [--settings FILE] [--threshold T] [--original]
+# usage: ./predict.sh [--profile full|cpu|demo|tiny] [--settings FILE] [--threshold T] [--original]
 #                     [--bes-stage S | --bes-recipe FILE] [--phalanx-stage S | --phalanx-recipe FILE]
 #                     [--no-tta] [--no-postprocess] [--mosaic-layout DIR]
 # --mosaic-layout: post-process with a mosaic layout in the original's format (a folder of

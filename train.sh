@@ -12,7 +12,7 @@
 # predictions and pseudo-labels), so rerunning after a crash resumes where it stopped.
 # Each trained stage's out-of-fold validation score is printed.
 #
-# usage: ./train.sh [--profile full|cpu|tiny] [--settings FILE] [--until 1|2|3]
+# usage: ./train.sh [--profile full|cpu|demo|tiny] [--settings FILE] [--until 1|2|3]
 #                   [--budget-minutes M]   (wall-clock budget per fold; cpu profile: 30)
 set -euo pipefail
 # shellcheck source=scripts/common.sh
@@ -35,9 +35,9 @@ done
 
 PROFILE="$(current_profile)"
 PSEUDO_ARGS=()
-if [[ "$PROFILE" == tiny ]]; then
-  # Networks trained for two epochs are rarely confident: keep enough pseudo-labels
-  # (the most confident tiles) for the next round to have something to train on.
+if [[ "$PROFILE" == tiny || "$PROFILE" == demo ]]; then
+  # Networks trained for minutes are rarely confident: keep enough pseudo-labels (the
+  # most confident tiles) for the next round to have something to train on.
   PSEUDO_ARGS=(--min-tiles 48)
 fi
 PRED="$(setting PREDICTIONS_DIR)"

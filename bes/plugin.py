@@ -35,7 +35,9 @@ def register(registry: Registry) -> None:
         ),
     )
     registry.add("adapters", "bes-224", Adapter("bes-224", 224, 192, 16, 16, "reflect", "gray3"))
-    for spec in (BES, BES.tiny_variant()):
+    # The demo's network works at 128: 101 -> resize 112 -> reflect pad (8, 8), as bes-224.
+    registry.add("adapters", "bes-128", Adapter("bes-128", 128, 112, 8, 8, "reflect", "gray3"))
+    for spec in (BES, BES.tiny_variant(), BES.demo_variant(128, "bes-128")):
         registry.add("models", spec.name, spec)
     registry.add("augmentations", "bes", "bes.augment:bes_augmentation")
     registry.add("pseudo_rules", "bes", "bes.pseudo:bes_rule")

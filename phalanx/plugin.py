@@ -52,7 +52,13 @@ def model_specs() -> list[ModelSpec]:
         )
         for name, (base, size) in CPU_SIZES.items()
     ]
-    return [*full, *(s.tiny_variant() for s in full), *cpu]
+    # The demo profile's networks: the tiny ones at 128 input (v4/v3 pad-only like v5);
+    # v5 also with the cpu profile's stride-2 stem.
+    demo = [
+        s.demo_variant(128, "phalanx-128", **({"stem": "3x3/2"} if s.name.endswith("v5") else {}))
+        for s in full
+    ]
+    return [*full, *(s.tiny_variant() for s in full), *cpu, *demo]
 
 
 def register(registry: Registry) -> None:

@@ -186,3 +186,20 @@ def test_save_preview(dataset: tuple[Path, dict], tmp_path: Path) -> None:
     img = cv2.imread(str(png), cv2.IMREAD_COLOR)
     assert img is not None and img.shape[0] > 100 and img.shape[1] > 300
     assert img.std() > 10
+
+
+def test_salt_contrast_darkens_the_salt_and_keeps_the_default_tiles() -> None:
+    gaps = []
+    for seed in range(12):
+        default = make_tile(np.random.default_rng(seed), "blob")
+        plain = make_tile(np.random.default_rng(seed), "blob", salt_contrast=0.0)
+        assert all(np.array_equal(a, b) for a, b in zip(default, plain, strict=True))
+        img, mask = make_tile(np.random.default_rng(seed), "blob", salt_contrast=1.0)
+        assert np.array_equal(mask, plain[1])  # same geometry, other grey levels
+        gap = [float(i[~m].mean() - i[m].mean()) for i, m in (plain, (img, mask))]
+        gaps.append(gap)
+    plain_gap, contrast_gap = np.array(gaps).T
+    assert (contrast_gap > plain_gap).all()
+    assert np.median(contrast_gap) > 10  # grey levels darker inside the salt
+    with pytest.raises(ValueError, match="salt_contrast"):
+        make_tile(np.random.default_rng(0), "blob", salt_contrast=1.5)

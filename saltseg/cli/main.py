@@ -88,7 +88,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     out = Path(args.out)
     t0 = time.perf_counter()
     summary = synthetic.generate_dataset(
-        out, n_train=args.n_train, n_test=args.n_test, seed=args.seed, workers=args.workers
+        out,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        seed=args.seed,
+        workers=args.workers,
+        salt_contrast=args.salt_contrast,
     )
     dt = time.perf_counter() - t0
     n = summary["n_train"] + summary["n_test"]
@@ -224,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-test", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="processes (default: cores, max 2)")
+    p.add_argument(
+        "--salt-contrast",
+        type=float,
+        default=0.0,
+        metavar="C",
+        help="0-1: salt darker than the sediments and weaker noise (the demo: 1); default 0",
+    )
     p.add_argument(
         "--preview",
         nargs="?",

@@ -20,6 +20,7 @@ from saltseg.data.segy import Direction, SegyOptions
 
 DEFAULT_STAGES: dict[str, list[tuple[str, str]]] = {
     "cpu": [("phalanx", "stage1")],
+    "demo": [("bes", "stage2"), ("phalanx", "stage3")],
     "tiny": [("bes", "stage2"), ("phalanx", "stage3")],
     "full": [("bes", "stage2"), ("phalanx", "stage3")],
 }

@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from saltseg.core.errors import ConfigError
 
-Profile = Literal["full", "cpu", "tiny"]
+Profile = Literal["full", "cpu", "demo", "tiny"]
 PROFILES: tuple[str, ...] = get_args(Profile)
-"""The training profiles: the paper's recipe, a CPU model in 30 minutes, a smoke run."""
+"""The training profiles: the paper's recipe, a CPU model in 30 minutes, ``make demo``'s
+small networks that learn its generated data in minutes, a smoke run."""
 
 SETTINGS_ENV = "SALTSEG_SETTINGS"
 """Environment variable naming an alternative settings file."""

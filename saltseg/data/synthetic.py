@@ -196,7 +196,9 @@ def _to_uint8(rng: np.random.Generator, amp: np.ndarray) -> np.ndarray:
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
-def _render(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, np.ndarray]:
+def _render(
+    rng: np.random.Generator, kind: str, salt_contrast: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Render one tile of the given kind; see :func:`make_tile`."""
     if kind == "black":
         value = 0 if rng.random() < 0.7 else int(rng.integers(1, 256))
@@ -237,9 +239,12 @@ def _render(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, np.ndarray
     noise = cv2.filter2D(
         _blurred_noise(rng, rng.uniform(0.8, 2.5), 0.5), -1, wavelet, borderType=cv2.BORDER_REFLECT
     )
-    seis += rng.uniform(0.08, 0.4) * noise / (noise.std() + 1e-6)
+    # salt_contrast c in [0, 1] scales the noise down (x 1 - c/2) and darkens the salt more;
+    # the bounds move, the random draws do not, so c = 0 renders exactly the default tiles.
+    seis += rng.uniform(0.08, 0.4) * (1.0 - 0.5 * salt_contrast) * noise / (noise.std() + 1e-6)
     if salt is not None:
-        seis -= rng.uniform(-0.1, 0.35) * soft  # salt often a little darker after processing
+        # Salt is often a little darker after processing.
+        seis -= rng.uniform(-0.1 + 0.5 * salt_contrast, 0.35 + 0.45 * salt_contrast) * soft
 
     tile = seis[PAD : PAD + TILE]
     image = _to_uint8(rng, tile)
@@ -248,28 +253,36 @@ def _render(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, np.ndarray
 
 
 def make_tile(
-    rng: np.random.Generator, coverage_kind: str | None = None
+    rng: np.random.Generator, coverage_kind: str | None = None, salt_contrast: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """One (image uint8 (101,101), mask bool (101,101)) pair.
 
     ``coverage_kind`` is one of :data:`KINDS` or ``"black"``; ``None`` draws a kind with the
     probabilities of :data:`KINDS` (about 39% empty masks, like the real train set).
+    ``salt_contrast`` (0-1, default 0: as hard as the defaults make it) makes the salt
+    clearly darker than the sediments and the noise weaker: data that small networks
+    trained for minutes can learn (the demo's).
     """
+    if not 0.0 <= salt_contrast <= 1.0:
+        raise ValueError(f"salt_contrast must be in [0, 1], got {salt_contrast}")
     if coverage_kind is None:
         coverage_kind = str(_KIND_NAMES[rng.choice(len(_KIND_NAMES), p=_KIND_P)])
     if coverage_kind != "black" and coverage_kind not in KINDS:
         raise ValueError(f"unknown coverage_kind {coverage_kind!r}; use one of {[*KINDS, 'black']}")
-    return _render(rng, coverage_kind)
+    return _render(rng, coverage_kind, salt_contrast)
 
 
 # --------------------------------------------------------------------------- dataset
 
 
-def _write_tile(job: tuple[np.random.SeedSequence, bool, str, str | None]) -> tuple[str, float]:
+_Job = tuple[np.random.SeedSequence, bool, str, str | None, float]
+
+
+def _write_tile(job: _Job) -> tuple[str, float]:
     """Render one tile from its seed and write its PNGs; return (RLE, coverage)."""
-    seed_seq, black, image_path, mask_path = job
+    seed_seq, black, image_path, mask_path, salt_contrast = job
     rng = np.random.default_rng(seed_seq)
-    image, mask = make_tile(rng, "black" if black else None)
+    image, mask = make_tile(rng, "black" if black else None, salt_contrast)
     with atomic_path(image_path) as tmp:
         if not cv2.imwrite(str(tmp), cv2.merge([image, image, image])):
             raise OSError(f"could not write {image_path}")
@@ -306,6 +319,7 @@ def generate_dataset(
     seed: int = 0,
     black_fraction: float = 0.025,
     workers: int | None = None,
+    salt_contrast: float = 0.0,
 ) -> dict:
     """Write a complete Kaggle TGS-format directory; return a summary dict.
 
@@ -317,6 +331,8 @@ def generate_dataset(
         raise ValueError("n_train and n_test must be >= 0")
     if not 0.0 <= black_fraction <= 1.0:
         raise ValueError("black_fraction must be in [0, 1]")
+    if not 0.0 <= salt_contrast <= 1.0:
+        raise ValueError("salt_contrast must be in [0, 1]")
     out_dir = Path(out_dir)
     start = time.perf_counter()
     root = np.random.SeedSequence(seed)
@@ -332,13 +348,15 @@ def generate_dataset(
 
     for sub in ("train/images", "train/masks", "test/images"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    jobs: list[tuple[np.random.SeedSequence, bool, str, str | None]] = []
+    jobs: list[_Job] = []
     for i, tid in enumerate(ids):
         if i < n_train:
             img_p, mask_p = out_dir / "train/images", str(out_dir / "train/masks" / f"{tid}.png")
         else:
             img_p, mask_p = out_dir / "test/images", None
-        jobs.append((tile_seeds[i], bool(black[i]), str(img_p / f"{tid}.png"), mask_p))
+        jobs.append(
+            (tile_seeds[i], bool(black[i]), str(img_p / f"{tid}.png"), mask_p, salt_contrast)
+        )
 
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
@@ -374,6 +392,7 @@ def generate_dataset(
     return {
         "out_dir": str(out_dir),
         "seed": seed,
+        "salt_contrast": salt_contrast,
         "n_train": n_train,
         "n_test": n_test,
         "n_black": int(black.sum()),

@@ -57,6 +57,18 @@ class ModelSpec:
         merged = {**self.kwargs, **kwargs, "name": name.replace("-", "_")}
         return replace(self, name=name, kwargs=merged, tiny=True, description=description)
 
+    def demo_variant(self, input_size: int, adapter: str, **kwargs: Any) -> ModelSpec:
+        """``<name>-demo``: the tiny network at ``input_size`` (with its ``adapter``), for
+        ``make demo``'s ``demo`` profile: a few minutes of CPU training learn its data."""
+        tiny = self.tiny_variant()
+        spec = tiny.variant(
+            f"{self.name}-demo",
+            f"tiny {self.name} at {input_size} input (width {TINY_WIDTH}) for the demo",
+            input_size=input_size,
+            **kwargs,
+        )
+        return replace(spec, input_size=input_size, adapter=adapter)
+
     def tiny_variant(self) -> ModelSpec:
         """``<name>-tiny``: width 16, one unit per encoder stage, for tests and the demo."""
         return self.variant(
