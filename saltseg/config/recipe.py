@@ -201,12 +201,7 @@ class ProfileConfig(_Strict):
     )
     precision: Precision | None = None
     phases: list[PhaseConfig] | None = Field(
-        None,
-        min_length=1,
-        description="replace the per-fold phases (and the pretrain phases, by 'pretrain' or none)",
-    )
-    pretrain: list[PhaseConfig] | None = Field(
-        None, description="with 'phases': the profile's own pretrain phases (default: none)"
+        None, min_length=1, description="replace the per-fold phases (and drop pretrain)"
     )
     predict: list[PredictWeights] | None = None
     budget_minutes: float | None = Field(
@@ -214,12 +209,6 @@ class ProfileConfig(_Strict):
     )
     epoch_passes: int | None = Field(None, ge=1, description="every phase's epoch_passes")
     train_black_tiles: bool | None = None
-
-    @model_validator(mode="after")
-    def _pretrain_needs_phases(self) -> ProfileConfig:
-        if self.pretrain is not None and self.phases is None:
-            raise ValueError("'pretrain' replaces the pretrain phases only with 'phases'")
-        return self
 
 
 class PredictWeights(_Strict):
@@ -377,7 +366,7 @@ class StageRecipe(_Strict):
         data = self.model_dump()
         if o.phases is not None:  # the profile's own chain, sized by its own settings
             data.update(
-                pretrain=[phase(p).model_dump() for p in o.pretrain or []],
+                pretrain=[],
                 phases=[phase(p).model_dump() for p in o.phases],
                 predict=[] if o.predict is None else [w.model_dump() for w in o.predict],
                 profiles={},
