@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-NETWORKS = {"bes": 16, "phalanx-v3": 8, "phalanx-v4": 8, "phalanx-v5": 16, "phalanx-v5-cpu": 32}
+NETWORKS = {"phalanx-v5-cpu": 32, "bes": 16, "phalanx-v5": 16, "phalanx-v4": 8, "phalanx-v3": 8}
 """Each network and the batch that suits it (memory: phalanx v3/v4 at 256x256 are large)."""
 ORIGINAL = {"bes": 20, "phalanx-v5": 18}
 """The original ensemble: weight files per network (x2 for flip TTA)."""
@@ -220,7 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         "--full-agree-tiles", type=int, help="real tiles compared for the full-size networks"
     )
     parser.add_argument("--no-record", action="store_true", help="do not write the decision")
-    parser.add_argument("--json", type=Path, help="also write the measurements here")
+    parser.add_argument(
+        "--json", type=Path, help="also write the measurements here (after each network)"
+    )
+    parser.add_argument(
+        "--tables-from", type=Path, help="print the tables of a --json file, measuring nothing"
+    )
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -231,16 +236,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from saltseg.infer.choice import choice_path, record_choice
 
+    if args.tables_from:
+        print(format_tables(json.loads(args.tables_from.read_text(encoding="utf-8"))))
+        return 0
     t0 = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory(prefix="predict-backends-") as tmp:
         for name in args.names:
-            results.append(_run_one(name, args, Path(tmp)))
-    for r in results:
-        if not args.no_record:
-            record_choice(r["name"], r["backends"], r["batch"], r["threads"], r["tiles"])
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+            r = _run_one(name, args, Path(tmp))
+            results.append(r)
+            if not args.no_record:
+                record_choice(r["name"], r["backends"], r["batch"], r["threads"], r["tiles"])
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(f"{os.cpu_count()} logical CPUs; random-initialised weights; tiles/s without TTA\n")
     print(format_tables(results))
     decided = "" if args.no_record else f"; decisions recorded in {choice_path()}"
