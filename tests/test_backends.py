@@ -279,3 +279,12 @@ def test_keras_bf16_backend_builds_in_a_mixed_policy() -> None:
     assert backends.keras_policy("keras-bf16").startswith("mixed_")
     with pytest.raises(ValueError, match="unknown backend"):
         backends.make_forward("tvm", None, None, None, 1)  # type: ignore[arg-type]
+
+
+def test_xla_prediction_path_matches_plain_keras(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU's XLA-compiled forward pass, run here on the CPU (XLA compiles for both)."""
+    model, output, weights, x, ref = tiny
+    monkeypatch.setattr(backends, "prediction_xla", lambda on_gpu: True)
+    fwd = backends.make_forward("keras", model, output, weights, 4)
+    assert fwd._fn is not model.predict_on_batch
+    np.testing.assert_allclose(fwd(x), ref, atol=1e-3)
