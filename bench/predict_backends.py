@@ -74,6 +74,15 @@ def _time(fwd: Any, x: Any, reps: int) -> float:
     return float(np.median(times))
 
 
+def _at_median(ref: Any, prob: Any) -> float:
+    """Pixels identical at the reference's median probability: a random network's outputs
+    sit on one side of 0.5, so this threshold is where its disagreements show."""
+    import numpy as np
+
+    t = float(np.median(ref))
+    return float(((ref > t) == (prob > t)).mean())
+
+
 def _precision(backend: str, fwd: Any, policy: str) -> str:
     """The arithmetic a backend ran in: bfloat16 or float32."""
     if backend == "openvino":
@@ -141,6 +150,7 @@ def _worker(name: str, batch: int, reps: int, agree_tiles: int, work: Path) -> d
             "agrees": agree.agrees,
             "pixels_identical": round(agree.pixels_identical, 6),
             "score_delta": round(agree.score_delta, 5),
+            "identical_at_median": round(_at_median(ref_prob, prob), 6),
         }
         print(f"{name} {backend}: {rows[backend]}", file=sys.stderr, flush=True)
         del fwd
@@ -173,8 +183,8 @@ def format_tables(results: list[dict[str, Any]]) -> str:
 
     lines = [
         "| network | GFLOP/tile | batch | backend | precision | tiles/s | GFLOP/s | share of peak "
-        "| pixels identical | score delta | agrees | export + load s |",
-        "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---|---:|",
+        "| pixels identical | score delta | agrees | identical at median | export + load s |",
+        "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in results:
         for b, m in r["backends"].items():
@@ -182,7 +192,8 @@ def format_tables(results: list[dict[str, Any]]) -> str:
                 f"| {r['name']} | {r['gflop']:.2f} | {r['batch']} | {b} | {m['precision']} "
                 f"| {m['tiles_per_s']:.1f} | {m['gflops']:.0f} | {100 * m['peak_share']:.0f}% "
                 f"| {100 * m['pixels_identical']:.3f}% | {m['score_delta']:.4f} "
-                f"| {'yes' if m['agrees'] else 'no'} | {m['setup_s']:.1f} |"
+                f"| {'yes' if m['agrees'] else 'no'} "
+                f"| {100 * m.get('identical_at_median', float('nan')):.2f}% | {m['setup_s']:.1f} |"
             )
     lines += [
         "",
