@@ -137,6 +137,7 @@ class StagePredictor:
         self.batch_size = batch_size or self.choice.batch or 32
         self._loaded: Path | None = None
         self._forward: Forward | None = None
+        self._exports: dict[Path, Forward] = {}
 
     def describe(self) -> str:
         """The backend, batch and threads, for the log."""
@@ -144,20 +145,29 @@ class StagePredictor:
         return f"backend {self.backend}, batch {self.batch_size}{threads}"
 
     def _load(self, path: Path) -> Forward:
-        """The forward function of ``path``'s weights (a Keras one is kept across files:
-        the weights change in place, the traced function stays)."""
+        """The forward function of ``path``'s weights. A Keras one is kept across files (the
+        weights change in place, the traced function stays); an export's is kept per file,
+        so later chunks neither check nor compile it again."""
+        if path in self._exports:
+            return self._exports[path]
         if self._loaded == path and self._forward is not None:
             return self._forward
         try:
             load_model_weights(self.model, path)
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: cannot load these weights: {exc}") from None
-        if self._forward is None or not self.backend.startswith("keras"):
-            self._forward = make_forward(
-                self.backend, self.model, self.output, path, self.batch_size, self.choice.threads
-            )
         self._loaded = path
-        return self._forward
+        if self.backend.startswith("keras"):
+            if self._forward is None:
+                self._forward = make_forward(
+                    self.backend, self.model, self.output, path, self.batch_size
+                )
+            return self._forward
+        fwd = make_forward(
+            self.backend, self.model, self.output, path, self.batch_size, self.choice.threads
+        )
+        self._exports[path] = fwd
+        return fwd
 
     def predict(
         self,
