@@ -91,7 +91,9 @@ def _precision(backend: str, fwd: Any, policy: str) -> str:
     return "bfloat16" if "bfloat16" in policy else "float32"
 
 
-def _worker(name: str, batch: int, reps: int, agree_tiles: int, work: Path) -> dict[str, Any]:
+def _worker(
+    name: str, batch: int, reps: int, agree_tiles: int, work: Path, only: list[str] | None
+) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import numpy as np
@@ -125,7 +127,7 @@ def _worker(name: str, batch: int, reps: int, agree_tiles: int, work: Path) -> d
     peaks = _peaks()
     rows, ref_prob = {}, None
     for backend in BACKENDS:
-        if not available(backend):
+        if not available(backend) or (only and backend not in only and backend != "keras"):
             continue
         policy = keras_policy(backend)
         model = ref_model if policy == "float32" else build_model(spec, policy=policy)
@@ -170,6 +172,8 @@ def _run_one(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     tiles = args.agree_tiles if name.endswith(("-cpu", "-tiny")) else args.full_agree_tiles
     cmd += ["--reps", str(args.reps), "--agree-tiles", str(tiles or args.agree_tiles)]
     cmd += ["--work", str(work)]
+    if args.backends:
+        cmd += ["--backends", *args.backends]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=False)
     if proc.returncode != 0:
@@ -230,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--full-agree-tiles", type=int, help="real tiles compared for the full-size networks"
     )
+    parser.add_argument(
+        "--backends", nargs="*", help="backends to measure (default: all installed; keras always)"
+    )
     parser.add_argument("--no-record", action="store_true", help="do not write the decision")
     parser.add_argument(
         "--json", type=Path, help="also write the measurements here (after each network)"
@@ -243,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     if args.worker:
         batch = NETWORKS.get(args.worker, 16)
-        print(json.dumps(_worker(args.worker, batch, args.reps, args.agree_tiles, args.work)))
+        row = _worker(args.worker, batch, args.reps, args.agree_tiles, args.work, args.backends)
+        print(json.dumps(row))
         return 0
     from saltseg.infer.choice import choice_path, record_choice
 
