@@ -181,6 +181,10 @@ def _run_one(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _rate(tiles_per_s: float) -> str:
+    return f"{tiles_per_s:.2f}" if tiles_per_s < 10 else f"{tiles_per_s:.1f}"
+
+
 def format_tables(results: list[dict[str, Any]]) -> str:
     """The per-backend table, the decision per network and the ensemble's time."""
     from saltseg.infer.choice import fastest_agreeing
@@ -192,12 +196,14 @@ def format_tables(results: list[dict[str, Any]]) -> str:
     ]
     for r in results:
         for b, m in r["backends"].items():
+            same = m.get("identical_at_median")
+            at_median = "-" if same is None else f"{100 * same:.2f}%"
             lines.append(
                 f"| {r['name']} | {r['gflop']:.2f} | {r['batch']} | {b} | {m['precision']} "
-                f"| {m['tiles_per_s']:.1f} | {m['gflops']:.0f} | {100 * m['peak_share']:.0f}% "
+                f"| {_rate(m['tiles_per_s'])} | {m['gflops']:.0f} | {100 * m['peak_share']:.0f}% "
                 f"| {100 * m['pixels_identical']:.3f}% | {m['score_delta']:.4f} "
                 f"| {'yes' if m['agrees'] else 'no'} "
-                f"| {100 * m.get('identical_at_median', float('nan')):.2f}% | {m['setup_s']:.1f} |"
+                f"| {at_median} | {m['setup_s']:.1f} |"
             )
     lines += [
         "",
@@ -213,14 +219,14 @@ def format_tables(results: list[dict[str, Any]]) -> str:
         ratio = tps / r["backends"]["keras"]["tiles_per_s"]
         lines.append(
             f"| {r['name']} | {r['peaks']['float32']} / {r['peaks']['bfloat16']} | {r['tiles']} "
-            f"| {best} | {tps:.1f} ({ratio:.2f}x) |"
+            f"| {best} | {_rate(tps)} ({ratio:.2f}x) |"
         )
     if all(n in chosen for n in ORIGINAL):
         per_tile = sum(2 * k / chosen[n] for n, k in ORIGINAL.items())
         lines += [
             "",
             f"Original ensemble (20 b.e.s. + 18 phalanx v5 networks x 2 flips, about 1.9 TFLOP "
-            f"per tile) with the chosen backends: {per_tile:.1f} s per tile, "
+            f"per tile) with the chosen backends at this run's rates: {per_tile:.1f} s per tile, "
             f"**{TEST_TILES * per_tile / 3600:.1f} h for {TEST_TILES:,} tiles** on this CPU.",
         ]
     return "\n".join(lines)
