@@ -1,18 +1,19 @@
 """Prediction backends side by side, and the decision ``--backend auto`` predicts with.
 
 For each network (b.e.s., phalanx v3/v4/v5 at full size, the cpu profile's network;
-random-initialised weights: the speed is the same) in a fresh subprocess: the float32 and
-bfloat16 matmul peaks measured just before (the machine is shared: each network's share of
-peak is against the peak of its own minutes), then every installed backend of
-:mod:`saltseg.infer.backends` (the exports built through the cache, their time reported):
-one warm-up batch, ``--reps`` timed batches (median), tiles/s without TTA, forward GFLOP per
-tile (Conv/Dense layers counted analytically) and achieved GFLOP/s as a share of the peak
-of the precision the backend computes in. Each backend's masks are compared with float32
-Keras's on ``--agree-tiles`` real train tiles of ``$TGS_DATA``
+random-initialised weights unless ``--weights NETWORK=FILE`` gives trained ones: the speed
+is the same, but only trained weights make the agreement check meaningful) in a fresh
+subprocess: the float32 and bfloat16 matmul peaks measured just before (the machine is
+shared: each network's share of peak is against the peak of its own minutes), then every
+installed backend of :mod:`saltseg.infer.backends` (the exports built through the cache,
+their time reported): one warm-up batch, ``--reps`` timed batches (median), tiles/s without
+TTA, forward GFLOP per tile (Conv/Dense layers counted analytically) and achieved GFLOP/s as
+a share of the peak of the precision the backend computes in. Each backend's masks are
+compared with float32 Keras's on ``--agree-tiles`` real train tiles of ``$TGS_DATA``
 (:func:`saltseg.infer.choice.agreement`), and the fastest agreeing backend, its batch and
-threads are recorded in the decision file (:func:`saltseg.infer.choice.record_choice`) unless
-``--no-record``. Prints Markdown tables, with the original 38-model ensemble's time for
-18,000 tiles (flip TTA) on this CPU from the measured b.e.s. and phalanx v5 rates.
+threads are recorded in the decision file (:func:`saltseg.infer.choice.record_choice`)
+unless ``--no-record``. Prints Markdown tables, with the original 38-model ensemble's time
+for 18,000 tiles (flip TTA) on this CPU from the measured b.e.s. and phalanx v5 rates.
 
     python bench/predict_backends.py                      # every network
     python bench/predict_backends.py --names phalanx-v5-cpu --agree-tiles 1000
@@ -92,7 +93,13 @@ def _precision(backend: str, fwd: Any, policy: str) -> str:
 
 
 def _worker(
-    name: str, batch: int, reps: int, agree_tiles: int, work: Path, only: list[str] | None
+    name: str,
+    batch: int,
+    reps: int,
+    agree_tiles: int,
+    work: Path,
+    only: list[str] | None,
+    trained: str | None = None,
 ) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
@@ -119,6 +126,8 @@ def _worker(
     gflop = forward_flops(ref_model) / 1e9
     weights = work / name / "best.weights.h5"
     weights.parent.mkdir(parents=True, exist_ok=True)
+    if trained:
+        load_model_weights(ref_model, Path(trained))
     save_weights(ref_model, weights)
     adapter = get_adapter(spec.adapter)
     images, truth = _real_tiles(agree_tiles)
@@ -174,6 +183,9 @@ def _run_one(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     cmd += ["--work", str(work)]
     if args.backends:
         cmd += ["--backends", *args.backends]
+    trained = dict(w.split("=", 1) for w in args.weights or []).get(name)
+    if trained:
+        cmd += ["--weights", f"{name}={Path(trained).resolve()}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=False)
     if proc.returncode != 0:
@@ -243,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backends", nargs="*", help="backends to measure (default: all installed; keras always)"
     )
+    parser.add_argument(
+        "--weights",
+        nargs="*",
+        metavar="NETWORK=FILE",
+        help="trained weights (.weights.h5) for a network (default: random-initialised)",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not write the decision")
     parser.add_argument(
         "--json", type=Path, help="also write the measurements here (after each network)"
@@ -256,7 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     if args.worker:
         batch = NETWORKS.get(args.worker, 16)
-        row = _worker(args.worker, batch, args.reps, args.agree_tiles, args.work, args.backends)
+        trained = dict(w.split("=", 1) for w in args.weights or []).get(args.worker)
+        row = _worker(
+            args.worker, batch, args.reps, args.agree_tiles, args.work, args.backends, trained
+        )
         print(json.dumps(row))
         return 0
     from saltseg.infer.choice import choice_path, record_choice
