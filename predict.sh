@@ -15,9 +15,11 @@
 #
 # usage: ./predict.sh [--profile full|cpu|demo|tiny] [--settings FILE] [--threshold T] [--original]
 #                     [--bes-stage S | --bes-recipe FILE] [--phalanx-stage S | --phalanx-recipe FILE]
-#                     [--no-tta] [--no-postprocess] [--mosaic-layout DIR]
+#                     [--no-tta] [--no-postprocess] [--mosaic-layout DIR] [--backend B]
 # --mosaic-layout: post-process with a mosaic layout in the original's format (a folder of
 # grid CSVs such as its data/mos_numpy_v2) instead of the mosaics matched here.
+# --backend: auto (default: the fastest backend bench/predict_backends.py found to agree with
+# float32 Keras here), keras, keras-bf16, openvino or onnxruntime (docs/backends.md).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
@@ -27,6 +29,7 @@ PHALANX_STAGE=stage3
 THRESHOLD=0.5
 POSTPROCESS=1
 TTA_ARGS=()
+BACKEND_ARGS=()
 LAYOUT_ARGS=()
 BES=(--family bes --stage stage2)
 PHALANX=(--family phalanx --stage stage3)
@@ -47,9 +50,10 @@ while [[ $# -gt 0 ]]; do
       PHALANX=(--recipe "$2"); PHALANX_SET=1; shift 2 ;;
     --original) ORIGINAL=1; shift ;;
     --no-tta) TTA_ARGS=(--no-tta); shift ;;
+    --backend) BACKEND_ARGS=(--backend "${2:?--backend needs a value}"); shift 2 ;;
     --no-postprocess) POSTPROCESS=0; shift ;;
     --mosaic-layout) LAYOUT_ARGS=(--layout "${2:?--mosaic-layout needs a folder}"); shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see ./predict.sh --help)" ;;
   esac
 done
@@ -78,10 +82,10 @@ if [[ "$(current_profile)" == cpu ]]; then
   fi
 else
   step "predict with b.e.s. $BES_STAGE"
-  saltseg predict "${BES[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${PROFILE_ARGS[@]}"
+  saltseg predict "${BES[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${BACKEND_ARGS[@]}" "${PROFILE_ARGS[@]}"
 fi
 step "predict with phalanx $PHALANX_STAGE"
-saltseg predict "${PHALANX[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${PROFILE_ARGS[@]}"
+saltseg predict "${PHALANX[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${BACKEND_ARGS[@]}" "${PROFILE_ARGS[@]}"
 
 if [[ "$CPU" == 1 ]]; then
   step "threshold and write the submission (cpu profile: one network)"

@@ -12,6 +12,10 @@ import pytest
 
 from saltseg.core import rle
 
+# Predictions in tests use float32 Keras, whatever the bench recorded on this machine for
+# `--backend auto` (saltseg.infer.choice); subprocesses inherit this.
+os.environ["SALTSEG_BACKEND_CHOICE"] = os.devnull
+
 _TGS = os.environ.get("TGS_DATA")
 TGS_DATA: Path | None = Path(_TGS).resolve() if _TGS else None
 

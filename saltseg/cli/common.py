@@ -32,6 +32,23 @@ def add_stage_args(
     p.add_argument("--profile", choices=PROFILES, help="default: PROFILE setting")
 
 
+def add_backend_args(p: argparse.ArgumentParser, *batch_flags: str) -> None:
+    """``--backend`` (where the forward passes run) and the network's batch size."""
+    p.add_argument(
+        "--backend",
+        choices=["auto", "keras", "keras-bf16", "openvino", "onnxruntime"],
+        default="auto",
+        help="auto: the fastest backend the bench found to agree with float32 Keras "
+        "(bench/predict_backends.py; float32 Keras when none was measured here)",
+    )
+    p.add_argument(
+        *(batch_flags or ("--network-batch",)),
+        dest="network_batch",
+        type=int,
+        help="tiles per forward pass (default: the bench's choice for the network, else 32)",
+    )
+
+
 def recipe_from_args(args: argparse.Namespace, settings: Settings) -> tuple[StageRecipe, str]:
     """The recipe the stage options name, with the profile (``--profile`` or the setting)."""
     profile = args.profile or settings.PROFILE

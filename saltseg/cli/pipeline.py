@@ -10,7 +10,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from saltseg.cli.common import add_stage_args, recipe_from_args, settings_from_args
+from saltseg.cli.common import (
+    add_backend_args,
+    add_stage_args,
+    recipe_from_args,
+    settings_from_args,
+)
 from saltseg.core.errors import ConfigError
 from saltseg.core.registry import REGISTRY
 
@@ -50,7 +55,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         Path(args.out) if args.out else probs_path(settings, args.set, recipe.family, recipe.stage)
     )
     if args.set == "oof":
-        res = predict_oof(recipe, root, settings, out, args.batch_size, not args.no_tta)
+        res = predict_oof(
+            recipe, root, settings, out, args.network_batch, not args.no_tta, args.backend
+        )
         folds = ", ".join(f"fold {k}: {s:.4f}" for k, s in res.fold_scores.items())
         print(f"[{recipe.family}/{recipe.stage}] out-of-fold: {folds}")
         print(
@@ -64,7 +71,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         images = settings.data_dir / "test" / "images"
     else:
         images = settings.test_images_dir
-    predict_test(recipe, root, images, out, profile, args.batch_size, args.chunk, not args.no_tta)
+    predict_test(
+        recipe,
+        root,
+        images,
+        out,
+        profile,
+        args.network_batch,
+        args.chunk,
+        not args.no_tta,
+        args.backend,
+    )
     return 0
 
 
@@ -168,7 +185,7 @@ def add_pipeline_parsers(sub: Any) -> None:
         help="DATA_DIR/test/images even when NEW_TEST_IMAGES_DATA is set (pseudo-labels)",
     )
     p.add_argument("--out", help="output .h5 (default PREDICTIONS_DIR/probs/<set>/F_S.h5)")
-    p.add_argument("--batch-size", type=int, default=32)
+    add_backend_args(p, "--batch-size", "--network-batch")
     p.add_argument("--chunk", type=int, default=1024, help="tiles per streamed chunk")
     p.add_argument("--no-tta", action="store_true", help="no horizontal-flip TTA")
     p.set_defaults(func=cmd_predict)

@@ -8,6 +8,7 @@ from typing import Any
 
 from saltseg import TILE
 from saltseg.cli.common import (
+    add_backend_args,
     add_stage_args,
     import_keras_quietly,
     recipe_from_args,
@@ -133,12 +134,15 @@ def cmd_segy_predict(args: argparse.Namespace) -> int:
     import_keras_quietly()
     stages, model = [], {"profile": profile, "flip_tta": not args.no_tta, "stages": []}
     for recipe, root, files in weights:
-        stages.append((StagePredictor(recipe, files), sorted(files)))
+        predictor = StagePredictor(recipe, files, args.network_batch, args.backend)
+        print(f"[segy] {recipe.family}/{recipe.stage}: {predictor.describe()}")
+        stages.append((predictor, sorted(files)))
         model["stages"].append(
             {
                 "family": recipe.family,
                 "stage": recipe.stage,
                 "model": recipe.model,
+                "backend": predictor.backend,
                 "weights": [w.signature(root) for k in sorted(files) for w in files[k]],
             }
         )
@@ -230,7 +234,8 @@ def add_segy_parser(sub: Any) -> None:
     )
     p.add_argument("--threshold", type=float, default=0.5, help="mask threshold (default 0.5)")
     p.add_argument("--no-tta", action="store_true", help="no horizontal-flip TTA")
-    p.add_argument("--batch-size", type=int, default=256, help="tiles per network call")
+    p.add_argument("--batch-size", type=int, default=256, help="tiles per predictor call")
+    add_backend_args(p)
     p.add_argument("--no-mmap", action="store_true", help="read without memory-mapping")
     p.add_argument(
         "--preview-lines",

@@ -6,7 +6,7 @@ Training's validation and self-labelling use these too: prediction never imports
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 from saltseg.config.precision import dtype_policy
 from saltseg.core.atomic import atomic_path
 from saltseg.data.adapters import Adapter
+from saltseg.infer.prefetch import prefetch
 from saltseg.nets.zoo import ModelSpec
 
 
@@ -56,7 +57,7 @@ def load_model_weights(model: keras.Model, path: Path) -> None:
 
 
 def predict_probabilities(
-    model: keras.Model,
+    model: keras.Model | Callable[[np.ndarray], np.ndarray],
     images: np.ndarray,
     adapter: Adapter,
     output: str | None,
@@ -65,10 +66,16 @@ def predict_probabilities(
     chunk: int = 256,
     flip_tta: bool = False,
 ) -> np.ndarray:
-    """Probabilities at 101x101 for uint8 tiles ``(N, 101, 101)``, streamed in chunks."""
+    """Probabilities at 101x101 for uint8 tiles ``(N, 101, 101)``, streamed in chunks.
+
+    ``model``: a Keras model, or a backend's forward function
+    (:class:`saltseg.infer.backends.Forward`: the main output already chosen). The next
+    chunk is adapted in a thread while this one runs through the network.
+    """
     out = np.empty(images.shape, dtype=np.float32)
-    for lo in range(0, len(images), chunk):
-        x = adapter.forward_images(images[lo : lo + chunk])
+    starts = range(0, len(images), chunk)
+    adapted = prefetch((lo, adapter.forward_images(images[lo : lo + chunk])) for lo in starts)
+    for lo, x in adapted:
         prob = _forward(model, x, output, logits, batch_size)
         if flip_tta:
             flipped = _forward(model, x[:, :, ::-1], output, logits, batch_size)[:, :, ::-1]
@@ -83,9 +90,16 @@ def main_output(spec: ModelSpec, model: keras.Model) -> str | None:
 
 
 def _forward(
-    model: keras.Model, x: np.ndarray, output: str | None, logits: bool, bs: int
+    model: keras.Model | Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    output: str | None,
+    logits: bool,
+    bs: int,
 ) -> np.ndarray:
-    pred = model.predict(np.ascontiguousarray(x), batch_size=bs, verbose=0)
+    if isinstance(model, keras.Model):
+        pred = model.predict(np.ascontiguousarray(x), batch_size=bs, verbose=0)
+    else:
+        pred = model(np.ascontiguousarray(x))
     if isinstance(pred, dict):
         pred = pred[output] if output else next(iter(pred.values()))
     elif isinstance(pred, list | tuple):

@@ -19,7 +19,6 @@ were trained on; a wrong map scores like one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -38,6 +37,7 @@ from saltseg.core import metric
 from saltseg.core.atomic import atomic_write_text
 from saltseg.core.errors import DataError
 from saltseg.core.registry import REGISTRY, get_family
+from saltseg.infer.exports import sha256_file
 from saltseg.nets.transfer import OriginalWeights, TransferReport
 
 MANIFEST = "manifest.json"
@@ -54,14 +54,6 @@ def original_maps(families: list[str] | None = None) -> dict[str, OriginalWeight
             raise DataError(f"no original-weights map for {', '.join(unknown)}")
         maps = {f: maps[f] for f in families}
     return maps
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -100,7 +92,7 @@ def _stage_family(
         rows.append(
             {
                 "source": str(f.path.relative_to(original)),
-                "sha256": _sha256(f.path),
+                "sha256": sha256_file(f.path),
                 "family": entry.family,
                 "original_stage": f.label,
                 "fold": f.fold,

@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from saltseg.data.segy import (
     file_order_blocks,
     fit_amplitude_map,
 )
+from saltseg.infer.progress import tile_bar
 from saltseg.infer.tiling import Section, TilePredictor, run_tiles
 
 PROB_NAME = "salt_probability.sgy"
@@ -160,14 +160,6 @@ def _amplitude(partial: _Partial, reader: SegyReader, options: VolumeOptions) ->
     return amap
 
 
-def _progress(total: int, initial: int):
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, initial=initial, desc="segy", unit="line", file=sys.stderr, disable=None
-    )
-
-
 def check_directions(geometry: Geometry, directions: tuple[Direction, ...]) -> None:
     """A 2D line has only inlines; a direction is asked once."""
     if len(set(directions)) != len(directions) or not directions:
@@ -203,7 +195,8 @@ def predict_volume(
     total = sum(geometry.n_lines(d) for d in options.directions)
     with contextlib.ExitStack() as stack, SegyReader(geometry, options.mmap) as reader:
         amap = _amplitude(partial, reader, options)
-        bar = stack.enter_context(_progress(total, resumed)) if progress else None
+        bar = stack.enter_context(tile_bar(total, "segy", resumed, "line")) if progress else None
+        n_tiles = 0
         for d in options.directions:
             n_lines = geometry.n_lines(d)
             per = n_xl if d == "inline" else n_il
@@ -232,7 +225,11 @@ def predict_volume(
                 secs["read"] += t1 - t0
                 secs["predict"] += t2 - t1
                 secs["write"] += time.perf_counter() - t2
+                n_tiles += len(probs)
                 if bar is not None:
+                    bar.set_postfix_str(
+                        f"{n_tiles / max(secs['predict'], 1e-9):.1f} tiles/s", refresh=False
+                    )
                     bar.update(len(group))
         t0 = time.perf_counter()
         prob_path, mask_path = out_dir / PROB_NAME, out_dir / MASK_NAME

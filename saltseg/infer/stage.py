@@ -18,8 +18,8 @@ Two sets:
 
 from __future__ import annotations
 
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +34,16 @@ from saltseg.data.adapters import get_adapter
 from saltseg.data.folds import fold_assignment
 from saltseg.data.probs import ProbWriter, read_probs, write_probs
 from saltseg.data.tiles import TGSDirectory, ids_from_folder, read_images
+from saltseg.infer.backends import Forward, keras_policy, make_forward
+from saltseg.infer.choice import resolve_backend
 from saltseg.infer.networks import (
     build_model,
     load_model_weights,
     main_output,
     predict_probabilities,
 )
+from saltseg.infer.prefetch import prefetch
+from saltseg.infer.progress import TileCounter, tile_bar
 from saltseg.nets.zoo import get_model_spec
 
 DEFAULT_CHUNK = 1024
@@ -108,51 +112,92 @@ def stage_weight_files(recipe: StageRecipe, stage_root: Path) -> dict[int, list[
 
 
 class StagePredictor:
-    """Builds the stage's network once and averages its weight files over tiles."""
+    """Builds the stage's network once and averages its weight files over tiles.
+
+    ``backend``: where the forward passes run (:mod:`saltseg.infer.backends`; ``auto``: the
+    bench's recorded choice for this network, :mod:`saltseg.infer.choice`). ``batch_size``
+    None: the recorded choice's batch, else 32.
+    """
 
     def __init__(
-        self, recipe: StageRecipe, files: dict[int, list[WeightFile]], batch_size: int = 32
+        self,
+        recipe: StageRecipe,
+        files: dict[int, list[WeightFile]],
+        batch_size: int | None = None,
+        backend: str = "auto",
     ) -> None:
         self.spec = get_model_spec(recipe.model)
-        self.model = build_model(self.spec, options=recipe.model_options)
+        self.choice = resolve_backend(backend, recipe.model)
+        self.backend = self.choice.backend
+        policy = keras_policy(self.backend)
+        self.model = build_model(self.spec, policy=policy, options=recipe.model_options)
         self.adapter = get_adapter(self.spec.adapter)
         self.output = main_output(self.spec, self.model)
         self.files = files
-        self.batch_size = batch_size
+        self.batch_size = batch_size or self.choice.batch or 32
         self._loaded: Path | None = None
+        self._forward: Forward | None = None
+        self._exports: dict[Path, Forward] = {}
 
-    def _load(self, path: Path) -> None:
-        if self._loaded != path:
-            try:
-                load_model_weights(self.model, path)
-            except (OSError, ValueError) as exc:
-                raise DataError(f"{path}: cannot load these weights: {exc}") from None
-            self._loaded = path
+    def describe(self) -> str:
+        """The backend, batch and threads, for the log."""
+        threads = f", {self.choice.threads} threads" if self.choice.threads else ""
+        return f"backend {self.backend}, batch {self.batch_size}{threads}"
 
-    def predict(self, images: np.ndarray, folds: list[int], flip_tta: bool = True) -> np.ndarray:
-        """Mean over ``folds`` of each fold's weighted mean probability, ``(N, 101, 101)``."""
+    def _load(self, path: Path) -> Forward:
+        """The forward function of ``path``'s weights. A Keras one is kept across files (the
+        weights change in place, the traced function stays); an export's is kept per file,
+        so later chunks neither check nor compile it again."""
+        if path in self._exports:
+            return self._exports[path]
+        if self._loaded == path and self._forward is not None:
+            return self._forward
+        try:
+            load_model_weights(self.model, path)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot load these weights: {exc}") from None
+        self._loaded = path
+        if self.backend.startswith("keras"):
+            if self._forward is None:
+                self._forward = make_forward(
+                    self.backend, self.model, self.output, path, self.batch_size
+                )
+            return self._forward
+        fwd = make_forward(
+            self.backend, self.model, self.output, path, self.batch_size, self.choice.threads
+        )
+        self._exports[path] = fwd
+        return fwd
+
+    def predict(
+        self,
+        images: np.ndarray,
+        folds: list[int],
+        flip_tta: bool = True,
+        progress: Callable[[float], None] | None = None,
+    ) -> np.ndarray:
+        """Mean over ``folds`` of each fold's weighted mean probability, ``(N, 101, 101)``.
+
+        ``progress(tiles)`` is called after each network with its share of the tiles.
+        """
         acc = np.zeros(images.shape, dtype=np.float32)
+        n_nets = sum(len(self.files[k]) for k in folds)
         for k in folds:
             total = sum(w.weight for w in self.files[k])
             for w in self.files[k]:
-                self._load(w.path)
                 prob = predict_probabilities(
-                    self.model,
+                    self._load(w.path),
                     images,
                     self.adapter,
-                    self.output,
+                    None,
                     logits=True,
                     batch_size=self.batch_size,
                     flip_tta=flip_tta,
                 )
                 acc += prob * np.float32(w.weight / total / len(folds))
+                if progress is not None:
+                    progress(len(images) / n_nets)
         return acc
-
-
-def _progress(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="tile", file=sys.stderr, disable=None)
 
 
 def predict_test(
@@ -161,13 +206,16 @@ def predict_test(
     images_dir: Path,
     out: Path,
     profile: str,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     chunk: int = DEFAULT_CHUNK,
     flip_tta: bool = True,
+    backend: str = "auto",
 ) -> Path:
-    """Probabilities of every tile in ``images_dir`` (sorted ids), streamed into ``out``."""
+    """Probabilities of every tile in ``images_dir`` (sorted ids), streamed into ``out``;
+    the next chunk's PNGs are read in a thread while this one is predicted."""
     files = stage_weight_files(recipe, stage_root)
     ids = ids_from_folder(images_dir)
+    backend = resolve_backend(backend, recipe.model).backend
     meta = {
         "family": recipe.family,
         "stage": recipe.stage,
@@ -177,6 +225,7 @@ def predict_test(
         "set": "test",
         "images_dir": str(images_dir.resolve()),
         "flip_tta": flip_tta,
+        "backend": backend,
         "folds": sorted(files),
         "weights": [w.signature(stage_root) for k in sorted(files) for w in files[k]],
     }
@@ -195,19 +244,21 @@ def predict_test(
         f"{n_models} network(s) x {'2 (flip TTA)' if flip_tta else '1'} -> {out}"
     )
     writer = ProbWriter(out, ids, meta)
-    predictor = StagePredictor(recipe, files, batch_size)
+    predictor = StagePredictor(recipe, files, batch_size, backend)
+    print(f"[predict {recipe.family}/{recipe.stage}] {predictor.describe()}")
     t0 = time.perf_counter()
     start = writer.rows_done
     if start:
         print(f"[predict {recipe.family}/{recipe.stage}] resuming at tile {start}")
+    starts = range(start, len(ids), chunk)
+    chunks = prefetch(
+        (lo, read_images([images_dir / f"{i}.png" for i in ids[lo : lo + chunk]])) for lo in starts
+    )
     try:
-        with _progress(len(ids), f"{recipe.family}/{recipe.stage}") as bar:
-            bar.update(start)
-            for lo in range(start, len(ids), chunk):
-                hi = min(len(ids), lo + chunk)
-                images = read_images([images_dir / f"{i}.png" for i in ids[lo:hi]])
-                writer.write(lo, predictor.predict(images, sorted(files), flip_tta))
-                bar.update(hi - lo)
+        with tile_bar(len(ids), f"{recipe.family}/{recipe.stage}", start) as bar:
+            counter = TileCounter(bar)
+            for lo, images in chunks:
+                writer.write(lo, predictor.predict(images, sorted(files), flip_tta, counter))
     except BaseException:
         writer.abort()
         raise
@@ -232,8 +283,9 @@ def predict_oof(
     stage_root: Path,
     settings: Settings,
     out: Path,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     flip_tta: bool = True,
+    backend: str = "auto",
 ) -> OOFResult:
     """Out-of-fold probabilities of every trained fold's validation tiles, and their score
     (threshold 0.5, black tiles empty) plus the best threshold on them."""
@@ -241,15 +293,18 @@ def predict_oof(
     data = TGSDirectory(settings.data_dir)
     train = data.load_train(verify_rle=False)
     folds = fold_assignment(recipe, data, train)
-    predictor = StagePredictor(recipe, files, batch_size)
+    predictor = StagePredictor(recipe, files, batch_size, backend)
     idx_all, probs, fold_scores = [], [], {}
+    n_tiles = int(np.isin(folds, sorted(files)).sum())
+    bar = tile_bar(n_tiles, f"{recipe.family}/{recipe.stage} oof")
     for k in sorted(files):
         idx = np.flatnonzero(folds == k)
-        prob = predictor.predict(train.images[idx], [k], flip_tta)
+        prob = predictor.predict(train.images[idx], [k], flip_tta, TileCounter(bar))
         pred = (prob > 0.5) & ~train.black[idx, None, None]
         fold_scores[k] = metric.score(train.masks[idx], pred)
         idx_all.append(idx)
         probs.append(prob)
+    bar.close()
     idx = np.concatenate(idx_all)
     prob = np.concatenate(probs)
     ids = [train.ids[i] for i in idx]

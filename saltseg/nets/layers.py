@@ -11,7 +11,7 @@ asymmetrically for even inputs), so published weights map without a shift.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +151,14 @@ def _has_gpu() -> bool:
         return False
 
 
+def split_groups(implementation: str, groups: int, has_gpu: Callable[[], bool]) -> bool:
+    """Whether a grouped convolution runs as per-group slices (the CPU path) rather than
+    TensorFlow's native grouped kernel (the GPU path; ``auto`` asks ``has_gpu``)."""
+    if groups == 1 or implementation == "native":
+        return False
+    return implementation == "split" or not has_gpu()
+
+
 @keras.saving.register_keras_serializable(package="saltseg")
 class GroupedConv2D(layers.Conv2D):
     """``Conv2D`` with ``groups > 1`` and the same kernel layout, computed fast on CPUs.
@@ -169,9 +177,7 @@ class GroupedConv2D(layers.Conv2D):
         self.implementation = implementation
 
     def _split(self) -> bool:
-        if self.groups == 1 or self.implementation == "native":
-            return False
-        return self.implementation == "split" or not _has_gpu()
+        return split_groups(self.implementation, self.groups, _has_gpu)
 
     def call(self, inputs: Any) -> Any:
         if not self._split():
