@@ -714,3 +714,21 @@ def test_podman_settings_file_must_exist(harness: Harness) -> None:
     assert res.returncode != 0
     assert f"CONTAINERS_CONF={missing}: file not found" in res.stderr
     assert harness.calls() == []
+
+
+def test_ci_runs_the_container_test_after_make_test() -> None:
+    """.ci/run installs Podman and runs `make docker-test` (docker/test.sh) after `make test`."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    commands = [line.strip() for line in ci.splitlines() if line.strip().startswith("make ")]
+    assert commands.index("make docker-test") > commands.index("make test")
+    for package in ("podman", "runc", "mmdebstrap", "containernetworking-plugins"):
+        assert re.search(rf"container_packages=\([^)]*\b{package}\b", ci), package
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^docker-test:\n\tbash docker/test\.sh$", makefile, re.M)
+    test_sh = (ROOT / "docker" / "test.sh").read_text(encoding="utf-8")
+    for step in (
+        "in_container saltseg --help",
+        "in_container ./train.sh --profile tiny --until 1",
+        "in_container ./predict.sh --profile tiny --bes-stage stage1 --phalanx-stage stage1",
+    ):
+        assert step in test_sh, step
