@@ -104,8 +104,8 @@ def main() -> int:
     if build.returncode != 0:
         fail(f"docker/build.sh failed (log {log.name}):\n{text[-3000:]}")
     os.unlink(log.name)
-    downloaded = len(re.findall(r"^Saved ", text, re.M))
-    reused = len(re.findall(r"^File was already downloaded ", text, re.M))
+    downloaded = len(re.findall(r"^\s*Saved ", text, re.M))
+    reused = len(re.findall(r"^\s*File was already downloaded ", text, re.M))
 
     image = subprocess.run(
         ["bash", "-c", f'source "{DOCKER_DIR}/params.sh" && echo "$SALTSEG_IMAGE"'],

@@ -3,10 +3,11 @@
 #
 #   docker/test.sh                  # Podman by default (DOCKER=docker for Docker)
 #
-# 1. The base: the Dockerfile's default (the official Python 3.11 image) when it is on this
-#    machine or a registry serves it; otherwise a local Debian 12 "bookworm" base with
-#    Python 3.11 (python3-venv, python-is-python3, ca-certificates and this host's extra CA
-#    certificates) made with mmdebstrap from Debian's mirror, kept as a tarball in the cache.
+# 1. The base, by docker/base.sh: the Dockerfile's default (the official Python 3.11 image)
+#    when it is on this machine or a registry serves it; otherwise a local Debian 12 "bookworm"
+#    base with Python 3.11 (python3-venv, python-is-python3, ca-certificates and this host's
+#    extra CA certificates) made with mmdebstrap from Debian's mirror, kept as a tarball in
+#    the cache.
 # 2. The CPU image saltseg:<version>-cpu on that base, with docker/build.sh (the pip downloads
 #    stay in the build's cache mount; unchanged layers are reused, so only a change to the
 #    lock file, the constraints or the Dockerfile reinstalls the dependencies).
@@ -22,10 +23,7 @@
 # Environment:
 #   DOCKER                     podman (default) or docker
 #   CONTAINERS_CONF            Podman's settings (default here: docker/containers.conf)
-#   SALTSEG_TEST_BASE          auto (default), official (the Dockerfile's default base) or local
-#                              (mmdebstrap)
-#   SALTSEG_DEBIAN_MIRROR      Debian mirror for mmdebstrap (default http://deb.debian.org/debian)
-#   SALTSEG_DOCKER_TEST_CACHE  cache folder (default ${XDG_CACHE_HOME:-~/.cache}/saltseg-docker-test)
+#   SALTSEG_TEST_BASE, SALTSEG_DEBIAN_MIRROR, SALTSEG_DOCKER_TEST_CACHE: see docker/base.sh
 #   SALTSEG_DOCKER_TEST_KEEP   1: keep the test folder (data, weights, predictions) afterwards
 #   SALTSEG_DOCKER_TEST_TILES  train and test tiles to generate (default "64 32")
 set -euo pipefail
@@ -55,9 +53,6 @@ phase_end() { # NAME: record the seconds since the previous phase ended
     phase_start=$now
 }
 
-cache=${SALTSEG_DOCKER_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/saltseg-docker-test}
-mkdir -p "$cache" || die "cannot create the cache folder $cache"
-
 # --------------------------------------------------------------------------- the engine
 if [ "$SALTSEG_ENGINE" = podman ] && [ -z "${CONTAINERS_CONF:-}" ]; then
     export CONTAINERS_CONF=$here/containers.conf
@@ -66,89 +61,8 @@ fi
 saltseg_check_engine docker/test.sh || exit 1
 "$DOCKER" --version >&2
 
-# image_exists REF
-image_exists() {
-    "$DOCKER" image inspect "$1" >/dev/null 2>&1
-}
-
 # --------------------------------------------------------------------------- 1. the base
-official=$(sed -n 's/^ARG BASE_IMAGE=//p' "$here/Dockerfile")
-[ -n "$official" ] || die "$here/Dockerfile: no 'ARG BASE_IMAGE=' default found"
-base_mode=${SALTSEG_TEST_BASE:-auto}
-case $base_mode in
-auto)
-    if image_exists "$official"; then
-        base_mode=official
-    elif timeout 120 "$DOCKER" pull --quiet "$official" >/dev/null 2>&1; then
-        base_mode=official
-    else
-        say "no registry serves $official here: making a local Debian bookworm base with mmdebstrap"
-        base_mode=local
-    fi
-    ;;
-official)
-    image_exists "$official" || "$DOCKER" pull "$official" || die "cannot pull $official"
-    ;;
-local) ;;
-*) die "SALTSEG_TEST_BASE=$base_mode: expected auto, official or local" ;;
-esac
-
-base=$official
-if [ "$base_mode" = local ]; then
-    mirror=${SALTSEG_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-    packages=python3,python3-venv,python-is-python3,ca-certificates
-    sources=(
-        "deb $mirror bookworm main"
-        "deb $mirror bookworm-updates main"
-        "deb ${mirror%/debian}/debian-security bookworm-security main"
-    )
-    # This host's extra CA certificates go into the base too, so that pip in the build trusts
-    # what pip on the host trusts (a proxy that re-signs TLS, a private index).
-    extra_ca=/usr/local/share/ca-certificates
-    # The cache key: the recipe and those certificates; a change makes a new base.
-    key=$({
-        printf '%s\n' "$packages" "${sources[@]}" "$(sed -n '/^mmdebstrap_args=/,/^)/p' "$0")"
-        find "$extra_ca" -type f -name '*.crt' -print0 2>/dev/null | sort -z | xargs -0r cat
-    } | sha256sum | cut -c1-12)
-    base=localhost/saltseg-base:bookworm-py311-$key
-    tarball=$cache/base-bookworm-py311-$key.tar
-    if image_exists "$base"; then
-        say "base $base: already in $DOCKER's storage"
-    else
-        if [ -f "$tarball" ]; then
-            say "base: the cached $tarball"
-        else
-            command -v mmdebstrap >/dev/null 2>&1 ||
-                die "mmdebstrap not found: install it (Debian: apt-get install mmdebstrap), or use SALTSEG_TEST_BASE=official where a registry is reachable"
-            mmdebstrap_args=(
-                --variant=minbase
-                --include="$packages"
-                --format=tar
-                --aptopt='Acquire::Retries "3"'
-                --dpkgopt='path-exclude=/usr/share/doc/*'
-                --dpkgopt='path-exclude=/usr/share/man/*'
-                --dpkgopt='path-exclude=/usr/share/locale/*'
-            )
-            if compgen -G "$extra_ca/*.crt" >/dev/null; then
-                # shellcheck disable=SC2016  # mmdebstrap's shell expands $1 (the chroot)
-                mmdebstrap_args+=(
-                    --customize-hook="copy-in $extra_ca /usr/local/share"
-                    --customize-hook='chroot "$1" update-ca-certificates'
-                )
-            fi
-            say "base: mmdebstrap bookworm ($packages) -> $tarball"
-            rm -f "$cache"/base-bookworm-py311-*.tar "$tarball.partial"
-            mmdebstrap --quiet "${mmdebstrap_args[@]}" bookworm "$tarball.partial" "${sources[@]}" ||
-                die "mmdebstrap failed (mirror $mirror; set SALTSEG_DEBIAN_MIRROR for another)"
-            mv "$tarball.partial" "$tarball"
-        fi
-        "$DOCKER" import \
-            --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-            --change 'ENV LANG=C.UTF-8' \
-            --change 'CMD ["bash"]' \
-            "$tarball" "$base" >/dev/null || die "cannot import $tarball as $base"
-    fi
-fi
+base=$("$here/base.sh") || die "no base image (docker/base.sh, above)"
 phase_end "base ($base)"
 
 # --------------------------------------------------------------------------- 2. the image
@@ -218,7 +132,7 @@ strangers=$(find "$work" \( ! -user "$(id -u)" -o ! -group "$(id -g)" \) -printf
 [ -z "$strangers" ] || die "files not owned by $me:"$'\n'"$strangers"
 # Written on the host: only under the mounted folders (the settings' DATA_DIR, weights and
 # predictions). The repository, whose SETTINGS.json path is mounted read-only, is untouched.
-outside=$(find "$work" -newer "$stamp" ! -path "$work/data" ! -path "$work/data/*" \
+outside=$(find "$work" -mindepth 1 -newer "$stamp" ! -path "$work/data" ! -path "$work/data/*" \
     ! -path "$work/weights" ! -path "$work/weights/*" \
     ! -path "$work/predictions" ! -path "$work/predictions/*" -print | head -n 5)
 [ -z "$outside" ] || die "written outside the mounted folders:"$'\n'"$outside"
