@@ -54,10 +54,16 @@ train: setup
 predict: setup
 	./predict.sh $(if $(PROFILE),--profile $(PROFILE))
 
-# Build the GPU image saltseg:<version> (needs a Docker engine; see docker/README.md).
+# Build the GPU image saltseg:<version> (needs Docker or Podman; see docker/README.md).
 .PHONY: docker-build
 docker-build:
 	bash docker/build.sh
+
+# Build the CPU image and run the tiny pipeline in a container, checked on the host
+# (Podman by default, mmdebstrap when no registry is reachable; docker/README.md). In CI.
+.PHONY: docker-test
+docker-test:
+	bash docker/test.sh
 
 bench: setup
 	$(PY) bench/run_all.py

@@ -15,16 +15,23 @@
 # - mounts those resolved settings (absolute paths) read-only at /workdir/SETTINGS.json and sets
 #   SALTSEG_SETTINGS to it, so ./train.sh and ./predict.sh run unchanged inside;
 # - runs as your user id (files written to the mounts are yours), with --ipc=host (shared memory
-#   for the data loaders) and --gpus all when the host has an NVIDIA GPU.
+#   for the data loaders) and --gpus all when the host has an NVIDIA GPU (Podman: the CDI
+#   device nvidia.com/gpu=all).
 #
 # Environment:
 #   SALTSEG_SETTINGS     settings file to use (default: SETTINGS.json of this repository)
-#   SALTSEG_GPUS         auto (default): --gpus all when `nvidia-smi -L` lists a GPU, else none;
-#                        none or cpu: no GPU flag (TensorFlow runs on the CPU);
-#                        anything else is passed as --gpus VALUE (all, 2, '"device=0,1"')
+#   SALTSEG_GPUS         auto (default): --gpus all when `nvidia-smi -L` lists a GPU and the image
+#                        is the GPU one, else none; none or cpu: no GPU flag (TensorFlow runs on
+#                        the CPU); anything else is passed as --gpus VALUE (all, 2, '"device=0,1"');
+#                        Podman gets CDI devices instead: --device nvidia.com/gpu=all, =0, =1...
 #   SALTSEG_DOCKER_USER  --user value (default: "$(id -u):$(id -g)"; empty: the image's user)
 #   SALTSEG_DOCKER_ARGS  extra `docker run` arguments, split on whitespace (e.g. "-e FOO=1")
-#   SALTSEG_IMAGE, SALTSEG_IMAGE_NAME, DOCKER: see docker/params.sh
+#   SALTSEG_CDI_SPEC_DIRS  Podman: folders of CDI specs, as Podman's cdi_spec_dirs (default
+#                        "/etc/cdi /var/run/cdi")
+#   SALTSEG_IMAGE, SALTSEG_IMAGE_NAME, SALTSEG_TENSORFLOW, DOCKER: see docker/params.sh
+# With Podman (DOCKER=podman) the same mounts and flags apply, plus --security-opt label=disable
+# (SELinux hosts: the mounts keep their labels) and, rootless, --userns=keep-id (your uid inside
+# is your uid outside); docker/params.sh checks Podman's settings first.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,8 +53,7 @@ else
 fi
 cd "$SALTSEG_REPO_ROOT"
 
-command -v "$DOCKER" >/dev/null 2>&1 ||
-    die "'$DOCKER' not found: install Docker (and the NVIDIA Container Toolkit for GPUs)"
+saltseg_check_engine docker/run.sh || exit 1
 command -v python3 >/dev/null 2>&1 || die "python3 is needed on the host to read SETTINGS.json"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/saltseg-run.XXXXXX")
@@ -163,22 +169,70 @@ while IFS=$'\t' read -r key path; do
     esac
 done <<<"$paths"
 
+# set_gpu_args VALUE: the engine's flags for SALTSEG_GPUS=VALUE (all, a count, "device=0,1").
+# Docker: --gpus VALUE (NVIDIA Container Toolkit). Podman: CDI devices, which need a CDI spec
+# (`nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`).
+set_gpu_args() {
+    local value=$1 ids=() i
+    if [ "$SALTSEG_ENGINE" != podman ]; then
+        gpu_args=(--gpus "$value")
+        return
+    fi
+    case $value in
+    all) ids=(all) ;;
+    [1-9] | [1-9][0-9]) for ((i = 0; i < value; i++)); do ids+=("$i"); done ;;
+    *device=*)
+        value=${value//\"/}
+        value=${value//\'/}
+        IFS=, read -r -a ids <<<"${value#*device=}"
+        ;;
+    *) die "SALTSEG_GPUS=$1: with Podman, expected all, a count or \"device=ID,ID\" (CDI devices)" ;;
+    esac
+    local dirs dir spec found=
+    read -r -a dirs <<<"${SALTSEG_CDI_SPEC_DIRS:-/etc/cdi /var/run/cdi}"
+    for dir in "${dirs[@]}"; do
+        for spec in "$dir"/*.yaml "$dir"/*.json; do
+            if [ -f "$spec" ] && grep -q 'nvidia.com/gpu' "$spec"; then
+                found=$spec
+            fi
+        done
+    done
+    [ -n "$found" ] ||
+        die "SALTSEG_GPUS=$1: Podman reaches NVIDIA GPUs through CDI, and no CDI spec for nvidia.com/gpu is in ${dirs[*]}: run \`nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml\` (NVIDIA Container Toolkit), or SALTSEG_GPUS=none"
+    gpu_args=()
+    for i in "${ids[@]}"; do
+        gpu_args+=(--device "nvidia.com/gpu=$i")
+    done
+}
+
 gpu_args=()
 gpus=${SALTSEG_GPUS:-auto}
 case $gpus in
 auto)
-    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
-        gpu_args=(--gpus all)
+    if [ "$SALTSEG_TENSORFLOW" = cpu ]; then
+        echo "docker/run.sh: the CPU image ($SALTSEG_IMAGE): running on the CPU" >&2
+    elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+        set_gpu_args all
     else
         echo "docker/run.sh: no NVIDIA GPU found (nvidia-smi -L): running on the CPU" >&2
     fi
     ;;
 none | cpu) ;;
-*) gpu_args=(--gpus "$gpus") ;;
+*) set_gpu_args "$gpus" ;;
 esac
+
+# Podman only: no SELinux relabelling of your folders; rootless, your uid maps to itself.
+engine_args=()
+if [ "$SALTSEG_ENGINE" = podman ]; then
+    engine_args+=(--security-opt label=disable)
+    if [ "$(id -u)" != 0 ]; then
+        engine_args+=(--userns=keep-id)
+    fi
+fi
 
 args=(run --rm --init --ipc=host)
 args+=(${gpu_args[@]+"${gpu_args[@]}"})
+args+=(${engine_args[@]+"${engine_args[@]}"})
 if [ -z "${SALTSEG_DOCKER_USER+set}" ]; then
     args+=(--user "$(id -u):$(id -g)")
 elif [ -n "$SALTSEG_DOCKER_USER" ]; then
@@ -194,5 +248,5 @@ args+=(--workdir "$SALTSEG_CONTAINER_WORKDIR")
 read -r -a extra <<<"${SALTSEG_DOCKER_ARGS:-}"
 args+=(${extra[@]+"${extra[@]}"})
 
-echo "docker/run.sh: $SALTSEG_IMAGE, gpus: ${gpu_args[1]:-none}, settings: $settings" >&2
+echo "docker/run.sh: $SALTSEG_IMAGE with $DOCKER, gpus: ${gpu_args[*]:-none}, settings: $settings" >&2
 "$DOCKER" "${args[@]}" "$SALTSEG_IMAGE" "$@"

@@ -1,9 +1,10 @@
-"""The Docker image, checked without a Docker engine.
+"""The Docker image, checked without a container engine.
 
 hadolint lints docker/Dockerfile, shellcheck lints every shell script of the repository, the
 Dockerfile is parsed to prove it installs requirements.lock (with only the TensorFlow line
-swapped for the GPU build), and docker/run.sh and docker/build.sh run against a fake
-``docker`` first on PATH that records its arguments.
+swapped for the GPU build, or unchanged for the CPU build), and docker/run.sh and
+docker/build.sh run against a fake ``docker`` (or ``podman``) first on PATH that records its
+arguments. The image is built and run for real by docker/test.sh (`make docker-test`, in CI).
 """
 
 from __future__ import annotations
@@ -82,7 +83,13 @@ def test_hadolint_passes_on_the_dockerfile() -> None:
 
 def test_shellcheck_passes_on_every_shell_script() -> None:
     scripts = shell_scripts()
-    for expected in ("docker/build.sh", "docker/params.sh", "docker/run.sh", ".ci/run"):
+    for expected in (
+        "docker/build.sh",
+        "docker/params.sh",
+        "docker/run.sh",
+        "docker/test.sh",
+        ".ci/run",
+    ):
         assert expected in scripts, f"{expected} not found by the script discovery"
     shellcheck = _tool("shellcheck")
     res = subprocess.run(
@@ -125,11 +132,19 @@ def _lock_pins(path: Path) -> dict[str, str]:
 
 
 def test_dockerfile_base_is_python_311_pinned_by_exact_tag() -> None:
-    froms = [args for word, args in dockerfile_instructions() if word == "FROM"]
-    assert len(froms) == 1
-    # The lock file is for Python 3.11; an exact patch version, never a floating tag.
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", froms[0]), froms[0]
+    steps = dockerfile_instructions()
+    froms = [args for word, args in steps if word == "FROM"]
+    assert froms == ["${BASE_IMAGE}"]
+    # The base is a build argument declared before FROM; its default is the official image of
+    # the lock's Python 3.11 at an exact patch version (never a floating tag), fully qualified
+    # so that Podman, which resolves no short names, pulls the same image as Docker.
+    assert steps[0][0] == "ARG"
+    name, _, default = steps[0][1].partition("=")
+    assert name == "BASE_IMAGE"
+    assert re.fullmatch(r"docker\.io/library/python:3\.11\.\d+-slim-bookworm", default), default
     assert "Python 3.11" in LOCK.read_text(encoding="utf-8").splitlines()[0]
+    # The TensorFlow variant is an argument of the build stage, GPU by default.
+    assert ("ARG", "TENSORFLOW=gpu") in steps[1:]
 
 
 def test_dockerfile_installs_from_the_lock_file(tmp_path: Path) -> None:
@@ -162,6 +177,62 @@ def test_dockerfile_installs_from_the_lock_file(tmp_path: Path) -> None:
     changed = [(b, a) for b, a in zip(before, after, strict=True) if b != a]
     tf_cpu = _lock_pins(LOCK)["tensorflow-cpu"]
     assert changed == [(f"tensorflow_cpu=={tf_cpu}", f"tensorflow[and-cuda]=={tf_cpu}")]
+
+
+def _variant_script(run: str, deps: Path) -> str:
+    """The `case "$TENSORFLOW" ... esac` of the dependencies' RUN, on a folder of ours."""
+    start = run.index('case "$TENSORFLOW" in')
+    end = run.index("esac", start) + len("esac")
+    return run[start:end].replace("/tmp/saltseg-deps/", f"{deps}/")
+
+
+@pytest.mark.parametrize("variant", ["gpu", "cpu", "rocm"])
+def test_dockerfile_tensorflow_variant_selects_the_requirements(
+    tmp_path: Path, variant: str
+) -> None:
+    """The Dockerfile's own shell code: gpu swaps the TensorFlow line, cpu keeps the lock."""
+    steps = dockerfile_instructions()
+    run = next(a for w, a in steps if w == "RUN" and "requirements.lock" in a)
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    shutil.copy(LOCK, deps / "requirements.lock")
+    res = subprocess.run(
+        ["sh", "-c", _variant_script(run, deps)],
+        env={**os.environ, "TENSORFLOW": variant},
+        capture_output=True,
+        text=True,
+    )
+    derived = deps / "requirements-image.txt"
+    lock = LOCK.read_text(encoding="utf-8")
+    tf_cpu = _lock_pins(LOCK)["tensorflow-cpu"]
+    if variant == "rocm":
+        assert res.returncode != 0
+        assert "TENSORFLOW=rocm: expected gpu or cpu" in res.stderr
+        return
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"pip install [^&]*-r +" + re.escape("/tmp/saltseg-deps/" + derived.name), run)
+    if variant == "cpu":
+        assert derived.read_text(encoding="utf-8") == lock
+        assert f"tensorflow_cpu=={tf_cpu}" in lock.splitlines()
+    else:
+        gpu = derived.read_text(encoding="utf-8").splitlines()
+        assert f"tensorflow[and-cuda]=={tf_cpu}" in gpu
+        assert len(gpu) == len(lock.splitlines())
+
+
+def test_dockerfile_cpu_variant_refuses_a_lock_without_tensorflow_cpu(tmp_path: Path) -> None:
+    run = next(a for w, a in dockerfile_instructions() if w == "RUN" and "requirements.lock" in a)
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    (deps / "requirements.lock").write_text("numpy==2.0.0\ntensorflow==2.21.0\n")
+    for variant in ("cpu", "gpu"):
+        res = subprocess.run(
+            ["sh", "-c", _variant_script(run, deps)],
+            env={**os.environ, "TENSORFLOW": variant},
+            capture_output=True,
+            text=True,
+        )
+        assert res.returncode != 0, variant
 
 
 def test_dockerfile_installs_the_project_and_runs_as_non_root() -> None:
@@ -206,10 +277,14 @@ def test_dockerignore_keeps_data_weights_predictions_and_venv_out() -> None:
 # --------------------------------------------------------------------------- run.sh, build.sh
 
 FAKE_DOCKER = """#!{python}
-# A stand-in for docker: appends its arguments (and the settings file mounted at
+# A stand-in for docker (and podman): appends its arguments (and the settings file mounted at
 # {target}, read while the container would run) to $FAKE_DOCKER_LOG as a JSON line.
+# `info` (Podman's settings check) prints $FAKE_PODMAN_INFO and is not recorded.
 import json, os, sys
 argv = sys.argv[1:]
+if argv[:1] == ["info"]:
+    print(os.environ.get("FAKE_PODMAN_INFO", "runc cgroupfs v2"))
+    sys.exit(0)
 record = {{"argv": argv}}
 for flag, value in zip(argv, argv[1:]):
     if flag == "-v" and value.split(":")[1] == "{target}":
@@ -228,9 +303,10 @@ class Harness:
         self.tmp = tmp_path
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
-        docker = self.bin / "docker"
-        docker.write_text(FAKE_DOCKER.format(python=sys.executable, target=CONTAINER_SETTINGS))
-        docker.chmod(0o755)
+        for engine in ("docker", "podman"):
+            fake = self.bin / engine
+            fake.write_text(FAKE_DOCKER.format(python=sys.executable, target=CONTAINER_SETTINGS))
+            fake.chmod(0o755)
         self.log = tmp_path / "docker.log"
         self.tmpdir = tmp_path / "tmp"
         self.tmpdir.mkdir()
@@ -283,10 +359,10 @@ def harness(tmp_path: Path) -> Harness:
     return Harness(tmp_path)
 
 
-def _split(argv: list[str]) -> tuple[list[str], list[str]]:
+def _split(argv: list[str], image: str = IMAGE) -> tuple[list[str], list[str]]:
     """docker run's own arguments and the command after the image."""
     assert argv[0] == "run"
-    i = argv.index(IMAGE)
+    i = argv.index(image)
     return argv[1:i], argv[i + 1 :]
 
 
@@ -463,7 +539,8 @@ def test_run_errors_without_docker_or_settings(harness: Harness) -> None:
     res = harness.run(
         "run.sh", SALTSEG_SETTINGS=str(harness.project / "SETTINGS.json"), DOCKER="no-such-docker"
     )
-    assert res.returncode != 0 and "'no-such-docker' not found" in res.stderr
+    assert res.returncode != 0
+    assert "no container engine: 'no-such-docker' not found" in res.stderr
     assert harness.calls() == []
 
 
@@ -478,3 +555,180 @@ def test_build_tags_the_version_and_sends_the_repo(harness: Harness) -> None:
     assert f"SALTSEG_VERSION={saltseg.__version__}" in argv
     assert "--no-cache" in argv
     assert argv[-1] == str(ROOT)
+
+
+def test_build_cpu_variant_and_base_image(harness: Harness) -> None:
+    res = harness.run(
+        "build.sh", SALTSEG_TENSORFLOW="cpu", SALTSEG_BASE_IMAGE="localhost/base:bookworm"
+    )
+    assert res.returncode == 0, res.stderr
+    argv = harness.calls()[0]["argv"]
+    assert argv[argv.index("--tag") + 1] == f"{IMAGE}-cpu"
+    build_args = [v for f, v in itertools.pairwise(argv) if f == "--build-arg"]
+    assert "TENSORFLOW=cpu" in build_args
+    assert "BASE_IMAGE=localhost/base:bookworm" in build_args
+    # By default: the GPU variant on the Dockerfile's own base.
+    harness.log.unlink()
+    assert harness.run("build.sh").returncode == 0
+    build_args = [
+        v for f, v in itertools.pairwise(harness.calls()[0]["argv"]) if f == "--build-arg"
+    ]
+    assert "TENSORFLOW=gpu" in build_args
+    assert not any(a.startswith("BASE_IMAGE=") for a in build_args)
+
+
+def test_cpu_variant_runs_its_own_image_without_gpus(harness: Harness) -> None:
+    harness.nvidia_smi(2)
+    harness.settings({})
+    res = harness.run(
+        "run.sh",
+        "true",
+        SALTSEG_SETTINGS=str(harness.project / "SETTINGS.json"),
+        SALTSEG_TENSORFLOW="cpu",
+    )
+    assert res.returncode == 0, res.stderr
+    opts, command = _split(harness.calls()[0]["argv"], f"{IMAGE}-cpu")
+    assert command == ["true"] and "--gpus" not in opts and "--device" not in opts
+    assert "the CPU image" in res.stderr
+    res = harness.run("run.sh", "true", SALTSEG_TENSORFLOW="rocm")
+    assert res.returncode != 0 and "SALTSEG_TENSORFLOW=rocm: expected gpu or cpu" in res.stderr
+
+
+PODMAN_CONF = str(ROOT / "docker" / "containers.conf")
+
+
+@pytest.mark.parametrize(
+    ("gpus", "devices"),
+    [
+        ("all", ["all"]),
+        ("2", ["0", "1"]),
+        ('"device=1,3"', ["1", "3"]),
+        ("auto", ["all"]),
+        ("none", []),
+    ],
+)
+def test_podman_gpus_are_cdi_devices(harness: Harness, gpus: str, devices: list[str]) -> None:
+    harness.nvidia_smi(1)
+    cdi = harness.tmp / "cdi"
+    cdi.mkdir()
+    (cdi / "nvidia.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\n")
+    harness.settings({})
+    res = harness.run(
+        "run.sh",
+        "nvidia-smi",
+        SALTSEG_SETTINGS=str(harness.project / "SETTINGS.json"),
+        SALTSEG_GPUS=gpus,
+        SALTSEG_CDI_SPEC_DIRS=f"{harness.tmp / 'nowhere'} {cdi}",
+        DOCKER="podman",
+        CONTAINERS_CONF=PODMAN_CONF,
+    )
+    assert res.returncode == 0, res.stderr
+    opts, command = _split(harness.calls()[0]["argv"])
+    assert command == ["nvidia-smi"] and "--gpus" not in opts
+    assert [v for f, v in itertools.pairwise(opts) if f == "--device"] == [
+        f"nvidia.com/gpu={d}" for d in devices
+    ]
+    assert opts[opts.index("--security-opt") + 1] == "label=disable"
+    # Rootless Podman maps the caller's uid to itself, so mounted files stay the caller's.
+    assert ("--userns=keep-id" in opts) == (os.geteuid() != 0)
+    assert opts[opts.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
+
+
+def test_podman_gpus_need_a_cdi_spec(harness: Harness) -> None:
+    harness.settings({})
+    res = harness.run(
+        "run.sh",
+        SALTSEG_SETTINGS=str(harness.project / "SETTINGS.json"),
+        SALTSEG_GPUS="all",
+        SALTSEG_CDI_SPEC_DIRS=str(harness.tmp / "no-cdi"),
+        DOCKER="podman",
+        CONTAINERS_CONF=PODMAN_CONF,
+    )
+    assert res.returncode != 0
+    assert (
+        "no CDI spec for nvidia.com/gpu" in res.stderr and "nvidia-ctk cdi generate" in res.stderr
+    )
+    assert harness.calls() == []
+
+
+@pytest.mark.parametrize("script", ["run.sh", "build.sh"])
+def test_podman_without_the_needed_settings_is_refused(harness: Harness, script: str) -> None:
+    """crun on a hybrid cgroup host, systemd cgroups without systemd, rlimits too high."""
+    conf = harness.tmp / "containers.conf"
+    conf.write_text('[engine]\nruntime = "crun"\n')
+    harness.settings({})
+    env = {
+        "SALTSEG_SETTINGS": str(harness.project / "SETTINGS.json"),
+        "SALTSEG_GPUS": "none",
+        "DOCKER": "podman",
+        "CONTAINERS_CONF": str(conf),
+        "FAKE_PODMAN_INFO": "crun systemd v1",
+    }
+    # A hard nofile limit below Podman's default for root (1048576), as on a sandboxed host.
+    res = subprocess.run(
+        ["bash", "-c", f'ulimit -n 4000 && exec bash "{ROOT}/docker/{script}"'],
+        cwd=harness.caller,
+        env={**os.environ, "PATH": f"{harness.bin}{os.pathsep}{os.environ['PATH']}"}
+        | {"FAKE_DOCKER_LOG": str(harness.log), "TMPDIR": str(harness.tmpdir)}
+        | env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    expected = []
+    if not Path("/run/systemd/system").is_dir():
+        expected.append('set cgroup_manager = "cgroupfs"')
+    if Path("/sys/fs/cgroup/unified").is_dir():
+        expected.append('set runtime = "runc"')
+    if os.geteuid() == 0:
+        expected.append("default_ulimits")
+    if not expected:
+        pytest.skip("this host needs none of the settings (systemd, cgroup v2, not root)")
+    assert res.returncode != 0
+    assert (
+        f"docker/{script}: error: Podman (crun, cgroups v1, cgroup manager systemd)" in res.stderr
+    )
+    assert f"in {conf}:" in res.stderr
+    for message in expected:
+        assert message in res.stderr
+    assert "docker/containers.conf" in res.stderr
+    assert harness.calls() == []
+
+    # With the repository's settings file, the same host passes the check.
+    env["CONTAINERS_CONF"] = PODMAN_CONF
+    env["FAKE_PODMAN_INFO"] = "runc cgroupfs v1"
+    assert harness.run(script, **env).returncode == 0
+    assert len(harness.calls()) == 1
+
+
+def test_podman_settings_file_must_exist(harness: Harness) -> None:
+    harness.settings({})
+    missing = harness.tmp / "no" / "containers.conf"
+    res = harness.run(
+        "run.sh",
+        SALTSEG_SETTINGS=str(harness.project / "SETTINGS.json"),
+        DOCKER="podman",
+        CONTAINERS_CONF=str(missing),
+    )
+    assert res.returncode != 0
+    assert f"CONTAINERS_CONF={missing}: file not found" in res.stderr
+    assert harness.calls() == []
+
+
+def test_ci_runs_the_container_test_after_make_test() -> None:
+    """.ci/run installs Podman and runs `make docker-test` (docker/test.sh) after `make test`."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    commands = [line.strip() for line in ci.splitlines() if line.strip().startswith("make ")]
+    assert commands.index("make docker-test") > commands.index("make test")
+    for package in ("podman", "runc", "mmdebstrap", "containernetworking-plugins"):
+        assert re.search(rf"container_packages=\([^)]*\b{package}\b", ci), package
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^docker-test:\n\tbash docker/test\.sh$", makefile, re.M)
+    test_sh = (ROOT / "docker" / "test.sh").read_text(encoding="utf-8")
+    for step in (
+        "in_container saltseg --help",
+        "in_container ./train.sh --profile tiny --until 1",
+        "in_container ./predict.sh --profile tiny --bes-stage stage1 --phalanx-stage stage1",
+    ):
+        assert step in test_sh, step
