@@ -14,9 +14,11 @@
 #
 # usage: ./train.sh [--profile full|cpu|tiny] [--settings FILE] [--until 1|2|3]
 #                   [--budget-minutes M]   (wall-clock budget per fold; cpu profile: 30)
-#                   [--ray auto|ADDRESS] [--gpus-per-job N] [--max-retries N] [--dry-run]
+#                   [--ray auto|ADDRESS] [--gpus-per-job N] [--cpus-per-job N] [--max-retries N]
+#                   [--only 'JOB PATTERN']... [--dry-run]
 # --ray runs the same jobs on a Ray cluster, one per fold (docs/ray.md); --dry-run prints
-# the job graph and what would be skipped. The steps are saltseg/cli/jobs.py's job graph.
+# the job graph and what would be skipped; --only runs the jobs whose names match.
+# The steps are saltseg/cli/jobs.py's job graph.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
@@ -28,9 +30,9 @@ while [[ $# -gt 0 ]]; do
     --settings) SETTINGS="${2:?--settings needs a file}"; shift 2 ;;
     --until) RUN_ARGS+=(--until "${2:?--until needs 1, 2 or 3}"); shift 2 ;;
     --budget-minutes) RUN_ARGS+=(--budget-minutes "${2:?--budget-minutes needs a number}"); shift 2 ;;
-    --ray | --gpus-per-job | --max-retries) RUN_ARGS+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
+    --ray | --gpus-per-job | --cpus-per-job | --max-retries | --only) RUN_ARGS+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
     --dry-run) RUN_ARGS+=(--dry-run); shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see ./train.sh --help)" ;;
   esac
 done

@@ -1,4 +1,4 @@
-"""The full recipe's wall time on N GPUs: the Ray job graph, list-scheduled, with estimated job times.
+"""The full recipe's wall time on N GPUs: the Ray job graph list-scheduled, job times estimated.
 
 Usage: python bench/ray_critical_path.py [--total-days 16] [--pseudo-tiles 6000]
 
@@ -105,7 +105,8 @@ def main() -> None:
     print("|---|---:|")
     for name, h in fold.items():
         print(f"| {name} | {h:.1f} |")
-    print(f"| critical path (one job after another, unlimited GPUs) | {critical_path(graph.jobs, hours):.1f} |")
+    path = critical_path(graph.jobs, hours)
+    print(f"| critical path (one job after another, unlimited GPUs) | {path:.1f} |")
     print()
     print("| GPUs | estimated wall time (days) |")
     print("|---:|---:|")

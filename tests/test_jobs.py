@@ -83,6 +83,12 @@ def test_complete_and_skipped(tmp_path: Path) -> None:
     assert skipped["train bes stage1 fold 0"]
     assert skipped["validate bes stage1"] and skipped["predict bes stage1"]
     assert not skipped["train phalanx stage1 fold 0"] and not skipped["blend round 1"]
+    only = graph.only(["validate bes *", "predict bes *"])
+    assert [j.deps for j in only.jobs] == [(), ()]  # their training is complete
+    with pytest.raises(ConfigError, match="'blend round 1' needs predict phalanx stage1"):
+        graph.only(["blend*"])
+    with pytest.raises(ConfigError, match="no job"):
+        graph.only(["nothing"])
     os.utime(oof, ns=(0, 0))  # older than the weights: predict again
     assert not graph.skipped()["validate bes stage1"]
     assert not fresh(tmp_path / "missing", oof)

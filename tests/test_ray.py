@@ -156,21 +156,23 @@ def test_rerun_skips_every_job(ray_run: tuple[Path, str], cluster: str) -> None:
 
 
 def _log_epochs(phase: Path) -> list[int]:
-    lines = (phase / "log.jsonl").read_text().splitlines() if phase.is_dir() else []
+    log = phase / "log.jsonl"
+    lines = log.read_text().splitlines() if log.is_file() else []
     return [json.loads(line)["epoch"] for line in lines if line.strip()]
 
 
 def test_killed_worker_is_retried_and_resumes(
     ray_run: tuple[Path, str], cluster: str, tmp_path: Path
 ) -> None:
-    """SIGKILL the worker in the middle of a phase: Ray retries the fold, which resumes."""
+    """SIGKILL the worker in the middle of a phase: Ray retries the fold, which resumes
+    (the training jobs only: the phase and its fold are all that is not complete)."""
     run = tmp_path / "killed"
     shutil.copytree(ray_run[0], run)
     phase = run / "weights/bes/stage1/fold_0/snapshots"
     shutil.rmtree(phase)
     cmd = ["bash", str(ROOT / "train.sh"), "--settings", str(run / "SETTINGS.json")]
     proc = subprocess.Popen(
-        [*cmd, "--until", "1", "--ray", cluster, "--max-retries", "2"],
+        [*cmd, "--until", "1", "--ray", cluster, "--max-retries", "2", "--only", "train *"],
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from fnmatch import fnmatch
 from pathlib import Path
 
 from saltseg.config.layout import PSEUDO_CSV, probs_path, stage_dir
@@ -48,6 +49,21 @@ class Graph:
 
     def get(self, name: str) -> Job:
         return next(j for j in self.jobs if j.name == name)
+
+    def only(self, patterns: list[str]) -> Graph:
+        """The jobs whose names match a pattern (``fnmatch``); every job they wait for and
+        leave out must be complete."""
+        chosen = [j for j in self.jobs if any(fnmatch(j.name, p) for p in patterns)]
+        if not chosen:
+            raise ConfigError(f"--only {' '.join(patterns)}: no job of the graph matches")
+        names = {j.name for j in chosen}
+        skipped = self.skipped()
+        for job in chosen:
+            missing = [d for d in job.deps if d not in names and not skipped[d]]
+            if missing:
+                raise ConfigError(f"--only: {job.name!r} needs {', '.join(missing)} first")
+        jobs = [replace(j, deps=tuple(d for d in j.deps if d in names)) for j in chosen]
+        return Graph(jobs, self.profile, self.settings)
 
     def skipped(self) -> dict[str, bool]:
         """Per job: complete, and so is every job it depends on (a rerun skips it)."""

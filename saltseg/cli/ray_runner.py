@@ -12,6 +12,7 @@ must see them at the same paths: a shared file system).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -38,7 +39,7 @@ class ClusterError(SaltsegError):
     """The Ray cluster cannot be reached or a node cannot see the settings' folders."""
 
 
-class JobKilled(Exception):
+class JobKilledError(Exception):
     """A job's command died of a signal (e.g. the OOM killer): Ray retries the task."""
 
 
@@ -170,10 +171,8 @@ class Events:
 def _die_with_parent() -> None:
     """In the job's child process: SIGKILL when the Ray worker dies (Linux), so that a
     killed worker never leaves its command training on."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _run_job(
@@ -196,7 +195,7 @@ def _run_job(
             check=False,
         ).returncode
     if rc < 0:
-        raise JobKilled(f"{name}: killed by signal {-rc} on {node}")
+        raise JobKilledError(f"{name}: killed by signal {-rc} on {node}")
     if rc:
         raise RuntimeError(f"{name}: exit code {rc} on {node} (log: {log})")
     return {"node": node, "start": t0, "end": time.time()}
@@ -231,6 +230,9 @@ class Driver:
         self.opts = opts
         self.logs = graph.settings.predictions_dir / "logs" / "ray"
         self.env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        if "PYTHONPATH" in self.env:  # the same folders from another working directory
+            parts = self.env["PYTHONPATH"].split(os.pathsep)
+            self.env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in parts if p)
         self.states = {j.name: _State(j) for j in graph.jobs}
         self.running: dict[Any, str] = {}
         self.events = Events.remote()
@@ -250,7 +252,7 @@ class Driver:
             num_cpus=self.opts.cpus_per_job,
             num_gpus=self.gpus if job.gpu else 0,
             max_retries=self.opts.max_retries,
-            retry_exceptions=[JobKilled],
+            retry_exceptions=[JobKilledError],
             name=job.name,
         )
         log = self.logs / f"{job.name.replace(' ', '_')}.log"

@@ -21,9 +21,13 @@ from saltseg.cli.jobs import Graph, build_graph
 from saltseg.config.settings import PROFILES, find_settings
 
 
-def saltseg_command(settings_file: str) -> list[str]:
-    """The command a job runs: ``$SALTSEG`` (train.sh's choice) or this Python's saltseg."""
+def saltseg_command(settings_file: str, absolute: bool = False) -> list[str]:
+    """The command a job runs: ``$SALTSEG`` (train.sh's choice) or this Python's saltseg;
+    ``absolute``: its program and settings file as absolute paths (for other nodes)."""
     base = os.environ.get("SALTSEG", "").split() or [sys.executable, "-m", "saltseg"]
+    if absolute:
+        base[0] = os.path.abspath(base[0]) if os.sep in base[0] else base[0]
+        settings_file = os.path.abspath(settings_file)
     return [*base, "--settings", settings_file]
 
 
@@ -76,8 +80,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         budget_args=budget,
         split_folds=args.ray is not None,
     )
+    if args.only:
+        graph = graph.only(args.only)
     label = args.label
-    command = saltseg_command(_settings_label(args))
+    command = saltseg_command(_settings_label(args), absolute=args.ray is not None)
     print(
         f"{label}: settings {_settings_label(args)}, profile {profile}, "
         f"predictions in {settings.predictions_dir}"
@@ -122,13 +128,26 @@ def add_run_parser(sub: Any) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="print the job graph, run nothing")
     p.add_argument(
+        "--only",
+        action="append",
+        metavar="PATTERN",
+        help="only the jobs whose name matches (fnmatch, repeatable), e.g. 'train bes stage1 *'",
+    )
+    p.add_argument(
         "--gpus-per-job",
         type=float,
+        metavar="N",
         help="GPUs per training/prediction job on Ray (default: 1 if the cluster has GPUs)",
     )
-    p.add_argument("--cpus-per-job", type=float, default=1.0, help="CPUs per job on Ray")
     p.add_argument(
-        "--max-retries", type=int, default=3, help="Ray retries of a job whose worker died"
+        "--cpus-per-job", type=float, default=1.0, metavar="N", help="CPUs per job on Ray"
+    )
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="Ray retries of a job whose worker died",
     )
     p.add_argument("--label", default="saltseg run", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
