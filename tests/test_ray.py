@@ -188,10 +188,11 @@ def test_killed_worker_is_retried_and_resumes(
             worker = int(m.group(1))
             break
     assert worker, "".join(lines)
+    state = phase / "resume" / "state.json"  # epoch 1 finished: its checkpoint is written
     deadline = time.monotonic() + 600
-    while not _log_epochs(phase) and time.monotonic() < deadline:
+    while not state.is_file() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _log_epochs(phase) == [1], "".join(lines)
+    assert json.loads(state.read_text())["epoch"] == 1, "".join(lines)
     os.kill(worker, signal.SIGKILL)
     lines += proc.stdout.readlines()
     assert proc.wait(timeout=600) == 0, "".join(lines)
@@ -199,6 +200,10 @@ def test_killed_worker_is_retried_and_resumes(
     assert "train bes stage1 fold 0: failed on " in text
     assert "attempt 2 of 3" in text
     assert _log_epochs(phase) == [1, 2]  # every epoch exactly once
+    log = (run / "predictions/logs/ray/train_bes_stage1_fold_0.log").read_text()
+    retry = log.rsplit("== train bes stage1 fold 0 on ", 1)[1]  # the retried task's output
+    assert "snapshots]: resuming after epoch 1/2" in retry
+    assert "] epoch 1 " not in retry and "] epoch 2 " in retry
     assert (phase / "DONE.json").is_file()
     row = next(r for r in text.splitlines() if r.strip().startswith("train bes stage1 fold 0 "))
     assert row.split()[-2:] == [
