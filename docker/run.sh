@@ -4,6 +4,8 @@
 #   docker/run.sh                         # an interactive shell in /workdir
 #   docker/run.sh ./train.sh              # any command is passed through as it is
 #   docker/run.sh ./predict.sh --profile full
+#   docker/run.sh ray-head                # a Ray head node, port $SALTSEG_RAY_PORT (default 6379)
+#   docker/run.sh ray-worker HEAD:6379    # a Ray worker joining it (docs/ray.md, docker/README.md)
 #
 # What it does:
 # - reads SETTINGS.json (the repository's, or the file named by SALTSEG_SETTINGS, relative to
@@ -247,6 +249,26 @@ args+=(-e "SALTSEG_SETTINGS=$SALTSEG_CONTAINER_WORKDIR/SETTINGS.json")
 args+=(--workdir "$SALTSEG_CONTAINER_WORKDIR")
 read -r -a extra <<<"${SALTSEG_DOCKER_ARGS:-}"
 args+=(${extra[@]+"${extra[@]}"})
+
+# Ray cluster nodes (docs/ray.md): `ray start --block` in the same image on every node, host
+# networking, the ports fixed so that a firewall can open them (docker/README.md).
+case ${1:-} in
+ray-head | ray-worker)
+    ray_ports=(--node-manager-port=6380 --object-manager-port=6381 --runtime-env-agent-port=6382
+        --dashboard-agent-grpc-port=6383 --dashboard-agent-listen-port=6384
+        --metrics-export-port=6385 --min-worker-port=10002 --max-worker-port=10999)
+    args+=(--network host)
+    if [ "$1" = ray-head ]; then
+        shift
+        set -- ray start --head --block --port="${SALTSEG_RAY_PORT:-6379}" "${ray_ports[@]}" "$@"
+    else
+        [ -n "${2:-}" ] || die "ray-worker needs the head's address: docker/run.sh ray-worker HOST:6379"
+        head_address=$2
+        shift 2
+        set -- ray start --block --address="$head_address" "${ray_ports[@]}" "$@"
+    fi
+    ;;
+esac
 
 echo "docker/run.sh: $SALTSEG_IMAGE with $DOCKER, gpus: ${gpu_args[*]:-none}, settings: $settings" >&2
 "$DOCKER" "${args[@]}" "$SALTSEG_IMAGE" "$@"

@@ -16,6 +16,15 @@ elif command -v saltseg >/dev/null 2>&1; then
 else
   SALTSEG_CMD=(python3 -m saltseg)
 fi
+# The Python that runs saltseg's own scripts (train.sh's job runner): $SALTSEG_PYTHON, else
+# the project's .venv, else python3.
+if [[ -n "${SALTSEG_PYTHON:-}" ]]; then
+  read -r -a SALTSEG_PYTHON <<<"$SALTSEG_PYTHON"
+elif [[ -x "$ROOT/.venv/bin/python" ]]; then
+  SALTSEG_PYTHON=("$ROOT/.venv/bin/python")
+else
+  SALTSEG_PYTHON=(python3)
+fi
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
 die() {

@@ -18,7 +18,7 @@ from saltseg.cli.common import (
     recipe_from_args,
     settings_from_args,
 )
-from saltseg.core.errors import SaltsegError
+from saltseg.core.errors import ConfigError, SaltsegError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -166,6 +166,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     recipe, profile = recipe_from_args(args, settings)
     folds = None if args.all_folds or args.fold is None else [args.fold]
+    if args.pretrain_only:
+        if not recipe.pretrain:
+            raise ConfigError(f"{recipe.family}/{recipe.stage}: no pretrain phases to train")
+        folds = []
     if args.encoder_weights:
         update = {"encoder_weights": str(Path(args.encoder_weights).resolve())}
         recipe = recipe.model_copy(update=update)
@@ -256,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--fold", type=int, help="train only this fold")
     which.add_argument("--all-folds", action="store_true", help="every fold of the recipe")
+    which.add_argument(
+        "--pretrain-only",
+        action="store_true",
+        help="only the recipe's fold-independent pretrain phases (the folds start from them)",
+    )
     p.add_argument(
         "--budget-minutes",
         type=float,
@@ -295,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     from saltseg.cli import weights as weights_cli
 
     pipeline_cli.add_pipeline_parsers(sub)
+    from saltseg.cli import runners
+
+    runners.add_run_parser(sub)
     weights_cli.add_weights_parser(sub)
 
     from saltseg.cli import segy as segy_cli
