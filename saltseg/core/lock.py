@@ -79,10 +79,8 @@ def _try_create(lock: Path, info: dict[str, Any]) -> bool:
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:  # no fsync: a lock dies with its run
         json.dump(info, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
     return True
 
 
@@ -105,7 +103,7 @@ def acquire(output: str | os.PathLike[str]) -> Path:
     lock = lock_path(output)
     ensure_folder(lock.parent)
     me = _owner()
-    with output_errors(lock):
+    with output_errors(output):
         for _ in range(3):
             if _try_create(lock, me):
                 return lock

@@ -114,7 +114,7 @@ class ProbWriter:
         self.meta = meta
         self.tmp = partial_path(self.path)
         ensure_folder(self.path.parent)
-        with output_errors(self.tmp):
+        with output_errors(self.path):
             self._file = self._open()
 
     def _open(self) -> h5py.File:
@@ -160,7 +160,7 @@ class ProbWriter:
         q = prob if prob.dtype == np.uint8 else quantize(prob)
         if q.shape[1:] != (TILE, TILE) or lo + len(q) > len(self.ids):
             raise ValueError(f"maps of shape {q.shape} do not fit rows {lo}:{len(self.ids)}")
-        with output_errors(self.tmp):
+        with output_errors(self.path):
             self._file["prob"][lo : lo + len(q)] = q
             self._file["crc"][lo : lo + len(q)] = row_crcs(q)
             self._file.attrs["rows_done"] = lo + len(q)
@@ -170,7 +170,7 @@ class ProbWriter:
         """Finish: every row written, flushed, fsynced and read back intact -> rename to the
         final path (a partial file that fails the check is removed: rerun recomputes it)."""
         done = self.rows_done
-        with output_errors(self.tmp):
+        with output_errors(self.path):
             self._file.close()
             if done != len(self.ids):
                 raise ValueError(f"{self.tmp}: only {done} of {len(self.ids)} rows written")
