@@ -127,6 +127,14 @@ def tree_bytes(folder: Path) -> dict[str, bytes]:
     }
 
 
+def assert_previous_intact(before: dict[str, bytes], after: dict[str, bytes]) -> None:
+    """Every previous output byte-identical; a new file is at most a resumable partial one
+    (never a file under a final name)."""
+    assert {k: after.get(k) for k in before} == before
+    new = [k for k in after if k not in before]
+    assert all(k.endswith(".partial.h5") for k in new), new
+
+
 def enospc(*args: object, **kwargs: object) -> None:
     """A write that finds the disk full."""
     raise OSError(errno.ENOSPC, "No space left on device")
