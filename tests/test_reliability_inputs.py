@@ -308,3 +308,15 @@ def test_unexpected_error_is_one_line_unless_debug(done: Project, capsys, monkey
     else:
         assert "Traceback" not in err and "--debug" in err
         assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("tid", ["a b", "a,b", "caf\u00e9", 'q"x', ""])
+def test_submission_refuses_ids_that_cannot_round_trip(tmp_path: Path, tid: str) -> None:
+    from saltseg.core.errors import DataError
+    from saltseg.data.submission import write_rle_csv
+
+    out = tmp_path / "sub.csv"
+    out.write_text("id,rle_mask\nold,\n")
+    with pytest.raises(DataError, match="cannot be written to an RLE CSV"):
+        write_rle_csv(out, ["ok", tid], np.zeros((2, 101, 101), bool))
+    assert out.read_text() == "id,rle_mask\nold,\n"

@@ -36,7 +36,8 @@ from saltseg.core.errors import DataError, DataWarning
 
 cv2.setNumThreads(1)
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+"""Ids that are file names and round-trip through an RLE CSV (ASCII, no space or comma)."""
 
 
 def default_workers() -> int:
@@ -208,7 +209,7 @@ def read_id_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     blank = np.flatnonzero(df["id"].to_numpy() == "")
     if blank.size:
         raise DataError(f"{path}: empty id on data row {int(blank[0]) + 1}")
-    bad = [i for i in df["id"] if not _ID_RE.match(i)]
+    bad = [i for i in df["id"] if not ID_RE.match(i)]
     if bad:
         raise DataError(f"{path}: id {bad[0]!r} has characters not allowed in a file name")
     dup = df["id"][df["id"].duplicated()]
@@ -243,7 +244,7 @@ def ids_from_folder(folder: str | os.PathLike[str]) -> list[str]:
             f"{upper[0]}: tile extension must be lowercase .png ({len(upper)} file(s) like "
             "this); rename them"
         )
-    bad = [p for p in files if not _ID_RE.match(p.stem)]
+    bad = [p for p in files if not ID_RE.match(p.stem)]
     if bad:
         raise DataError(
             f"{bad[0]}: tile id {bad[0].stem!r} cannot be written to the RLE CSV (allowed: "
