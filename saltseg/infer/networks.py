@@ -6,15 +6,18 @@ Training's validation and self-labelling use these too: prediction never imports
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import h5py
 import keras
 import numpy as np
 
 from saltseg.config.precision import dtype_policy
 from saltseg.core.atomic import atomic_path
+from saltseg.core.errors import OutputError
 from saltseg.data.adapters import Adapter
 from saltseg.nets.zoo import ModelSpec
 
@@ -42,9 +45,24 @@ def build_model(
     return model
 
 
+def _array_crcs(arrays: Iterable[np.ndarray]) -> list[tuple[tuple[int, ...], int]]:
+    """Shape and CRC-32 of each array's bytes, sorted (order-free comparison)."""
+    return sorted((a.shape, zlib.crc32(np.ascontiguousarray(a).tobytes())) for a in arrays)
+
+
+def _weights_file_matches(model: keras.Model, path: Path) -> None:
+    """The written ``.weights.h5`` holds exactly the model's arrays (count, shapes, bytes)."""
+    found: list[np.ndarray] = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda _, v: found.append(v[()]) if isinstance(v, h5py.Dataset) else None)
+    if _array_crcs(found) != _array_crcs(np.asarray(w) for w in model.get_weights()):
+        raise OutputError(f"{path}: the written weights do not read back as the model's")
+
+
 def save_weights(model: keras.Model, path: Path) -> None:
-    """``model.save_weights`` through a temporary file (atomic)."""
-    with atomic_path(path) as tmp:
+    """``model.save_weights`` through a temporary file, fsynced and read back (count,
+    shapes and CRC of every array) before it replaces ``path``."""
+    with atomic_path(path, verify=lambda tmp: _weights_file_matches(model, tmp)) as tmp:
         model.save_weights(tmp)
 
 

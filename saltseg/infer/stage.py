@@ -178,8 +178,8 @@ def predict_test(
     """Probabilities of every tile in ``images_dir`` (sorted ids), streamed into ``out``
     (reused when its tiles, weights and settings are unchanged)."""
     check_sizes(batch_size=batch_size, chunk=chunk)
-    ids = ids_from_folder(images_dir)  # ids the RLE CSV cannot hold: refused before any work
     files = stage_weight_files(recipe, stage_root)
+    ids = ids_from_folder(images_dir)  # ids the RLE CSV cannot hold: refused before any work
     with locked(out):
         meta = {
             "family": recipe.family,
