@@ -5,7 +5,6 @@ line run in-process, and byte snapshots of output folders."""
 from __future__ import annotations
 
 import errno
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from saltseg.cli.main import main
+from saltseg.config.settings import write_settings
 
 N_TILES = 6
 
@@ -65,14 +65,13 @@ def make_project(root: Path) -> Project:
         (cycles / f"snapshot_{c}.weights.h5").write_bytes(bytes([c]) * 64)
     (cycles / "DONE.json").write_text("{}\n")
     (root / "data").mkdir()
-    settings = root / "SETTINGS.json"
-    keys = {
-        "DATA_DIR": "data",
-        "PHALANX_WEIGHTS_DIR": "phalanx_w",
-        "PREDICTIONS_DIR": "predictions",
-        "PROFILE": "tiny",
-    }
-    settings.write_text(json.dumps(keys))
+    settings = write_settings(
+        root / "SETTINGS.json",
+        DATA_DIR="data",
+        PHALANX_WEIGHTS_DIR="phalanx_w",
+        PREDICTIONS_DIR="predictions",
+        PROFILE="tiny",
+    )
     return Project(root, settings, tiles, cycles.parents[1], root / "predictions")
 
 

@@ -101,8 +101,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     sample = settings.data_dir / "sample_submission.csv"  # optional: row order only
     order = submission_order(sample, b.ids)
     out = Path(args.out) if args.out else settings.predictions_dir / "test_prediction.csv"
-    with locked(out):
-        write_submission(out, b.ids, masks, order)
+    with locked(out):  # the CSV last: it is replaced only when the blend is written too
         if args.out_probs:
             save_blend(
                 Path(args.out_probs),
@@ -111,6 +110,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
                 blend_weights(args, maps),
                 images,
             )
+        write_submission(out, b.ids, masks, order)
     empty = int((masks.reshape(len(masks), -1).sum(axis=1) == 0).sum())
     normed = [Path(p).name for p, n in zip(args.probs, b.normalised, strict=True) if n]
     print(
