@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,18 +46,22 @@ def build_model(
     return model
 
 
-def _array_crcs(arrays: Iterable[np.ndarray]) -> list[tuple[tuple[int, ...], int]]:
-    """Shape and CRC-32 of each array's bytes, sorted (order-free comparison)."""
-    return sorted((a.shape, zlib.crc32(np.ascontiguousarray(a).tobytes())) for a in arrays)
+def _array_crcs(arrays: Iterable[np.ndarray]) -> Counter[tuple[tuple[int, ...], str, int]]:
+    """Shape, dtype and CRC-32 of each array's bytes (an order-free multiset)."""
+    return Counter(
+        (a.shape, a.dtype.str, zlib.crc32(np.ascontiguousarray(a).tobytes())) for a in arrays
+    )
 
 
 def _weights_file_matches(model: keras.Model, path: Path) -> None:
-    """The written ``.weights.h5`` holds exactly the model's arrays (count, shapes, bytes)."""
+    """The written ``.weights.h5`` holds every array of the model, byte for byte (it may
+    hold more state, e.g. compiled metrics)."""
     found: list[np.ndarray] = []
     with h5py.File(path, "r") as f:
         f.visititems(lambda _, v: found.append(v[()]) if isinstance(v, h5py.Dataset) else None)
-    if _array_crcs(found) != _array_crcs(np.asarray(w) for w in model.get_weights()):
-        raise OutputError(f"{path}: the written weights do not read back as the model's")
+    missing = _array_crcs(np.asarray(w) for w in model.get_weights()) - _array_crcs(found)
+    if missing:
+        raise OutputError(f"{path}: {missing.total()} weight array(s) do not read back as written")
 
 
 def save_weights(model: keras.Model, path: Path) -> None:
