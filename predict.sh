@@ -20,6 +20,8 @@
 # grid CSVs such as its data/mos_numpy_v2) instead of the mosaics matched here.
 # --backend: auto (default: the fastest backend bench/predict_backends.py found to agree with
 # float32 Keras here), keras, keras-bf16, openvino or onnxruntime (docs/backends.md).
+# test_prediction.csv is replaced only by the last step, once every step has succeeded
+# (the blend goes to a staging CSV beside it); a failure keeps the previous one.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
@@ -63,6 +65,11 @@ PRED="$(setting PREDICTIONS_DIR)"
 IMAGES="$(setting NEW_TEST_IMAGES_DATA)"  # resolved: DATA_DIR/test/images when null
 PROBS="$PRED/probs/test"
 CSV="$PRED/test_prediction.csv"
+BLEND_CSV="$CSV"  # with post-processing: a staging CSV, the mosaic step writes $CSV
+if [[ "$POSTPROCESS" == 1 ]]; then
+  BLEND_CSV="$PRED/.staging-test_prediction.csv"
+  trap 'rm -f "$BLEND_CSV"' EXIT
+fi
 echo "predict.sh: tiles in $IMAGES -> $CSV ${PROFILE_ARGS[*]}"
 
 if [[ "$ORIGINAL" == 1 ]]; then
@@ -90,16 +97,16 @@ saltseg predict "${PHALANX[@]}" --images "$IMAGES" "${TTA_ARGS[@]}" "${BACKEND_A
 if [[ "$CPU" == 1 ]]; then
   step "threshold and write the submission (cpu profile: one network)"
   saltseg ensemble "$PROBS/phalanx_$PHALANX_STAGE.h5" --minmax none --threshold "$THRESHOLD" \
-    --images "$IMAGES" --out "$CSV"
+    --images "$IMAGES" --out "$BLEND_CSV"
 else
   step "blend and write the submission"
   saltseg ensemble "$PROBS/bes_$BES_STAGE.h5" "$PROBS/phalanx_$PHALANX_STAGE.h5" \
-    --weights 0.5 0.5 --threshold "$THRESHOLD" --images "$IMAGES" --out "$CSV"
+    --weights 0.5 0.5 --threshold "$THRESHOLD" --images "$IMAGES" --out "$BLEND_CSV"
 fi
 
 if [[ "$POSTPROCESS" == 1 ]]; then
   step "jigsaw-mosaic post-processing"
-  saltseg mosaic apply "$CSV" --out "$CSV" --test-images "$IMAGES" "${LAYOUT_ARGS[@]}"
+  saltseg mosaic apply "$BLEND_CSV" --out "$CSV" --test-images "$IMAGES" "${LAYOUT_ARGS[@]}"
 fi
 echo
 echo "predict.sh: wrote $CSV"

@@ -167,4 +167,7 @@ def test_predict_sh_original_calls(tmp_path: Path, profile: str) -> None:
     assert calls[2].startswith("predict --family phalanx --stage original_gated --images /t")
     assert calls[3].startswith("ensemble /p/probs/test/bes_original.h5 ")
     assert "/p/probs/test/phalanx_original_gated.h5 --weights 0.5 0.5 --threshold 0.5" in calls[3]
-    assert calls[4].startswith("mosaic apply /p/test_prediction.csv")
+    assert calls[3].endswith("--out /p/.staging-test_prediction.csv")  # replaced at the end
+    assert calls[4].startswith(
+        "mosaic apply /p/.staging-test_prediction.csv --out /p/test_prediction.csv"
+    )

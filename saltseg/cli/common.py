@@ -3,13 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from saltseg.config.recipe import StageRecipe, resolve_recipe
 from saltseg.config.settings import PROFILES, Settings, data_dir_for, load_settings
 from saltseg.core.registry import family_names
+
+
+def _number(kind: type, text: str, low: float, low_ok: bool, high: float | None = None) -> Any:
+    """``text`` as ``kind`` within ``[low or (low, high]``; else an argparse error."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a{'n integer' if kind is int else ' number'}"
+        ) from None
+    if not math.isfinite(value) or value < low or (value == low and not low_ok):
+        bound = f">= {low:g}" if low_ok else f"> {low:g}"
+        raise argparse.ArgumentTypeError(f"{text!r}: must be {bound}")
+    if high is not None and value > high:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be <= {high:g}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (sizes, counts)."""
+    return _number(int, text, 1, True)
+
+
+def nonneg_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    return _number(int, text, 0, True)
+
+
+def nonneg_float(text: str) -> float:
+    """An argparse type: a finite number >= 0 (budgets in minutes, blend weights)."""
+    return _number(float, text, 0.0, True)
+
+
+def unit_float(text: str) -> float:
+    """An argparse type: a number in [0, 1] (thresholds)."""
+    return _number(float, text, 0.0, True, 1.0)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -44,7 +82,7 @@ def add_backend_args(p: argparse.ArgumentParser, *batch_flags: str) -> None:
     p.add_argument(
         *(batch_flags or ("--network-batch",)),
         dest="network_batch",
-        type=int,
+        type=positive_int,
         help="tiles per forward pass (default: the bench's choice for the network, else 32)",
     )
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -15,8 +18,12 @@ from saltseg.cli.common import (
     add_stage_args,
     data_dir,
     import_keras_quietly,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
     recipe_from_args,
     settings_from_args,
+    unit_float,
 )
 from saltseg.core.errors import ConfigError, SaltsegError
 
@@ -202,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"saltseg {__version__}")
     parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an unexpected error"
+    )
+    parser.add_argument(
         "--settings", help="settings file (default: $SALTSEG_SETTINGS or ./SETTINGS.json)"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -210,13 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("truth_csv", help="labels, id,rle_mask (e.g. train.csv)")
     p.add_argument("pred_csv", help="predictions, id,rle_mask")
     p.add_argument("--per-image", metavar="CSV", help="also write per-image scores here")
-    p.add_argument("--size", type=int, default=TILE, help=f"tile side in pixels (default {TILE})")
+    p.add_argument(
+        "--size", type=positive_int, default=TILE, help=f"tile side in pixels (default {TILE})"
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("folds", help="write the cross-validation folds (id,fold CSV)")
     p.add_argument("--data", help="TGS data folder (default: DATA_DIR of the settings)")
     p.add_argument("--method", choices=["depth", "coverage"], default="depth")
-    p.add_argument("--n-folds", type=int, default=5)
+    p.add_argument("--n-folds", type=positive_int, default=5)
     p.add_argument("--seed", type=int, default=0, help="shuffle seed (coverage method)")
     p.add_argument(
         "--fold-file",
@@ -229,13 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="generate a synthetic TGS-format seismic dataset")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--n-train", type=int, default=400)
-    p.add_argument("--n-test", type=int, default=200)
+    p.add_argument("--n-train", type=positive_int, default=400)
+    p.add_argument("--n-test", type=nonneg_int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="processes (default: cores, max 2)")
+    p.add_argument(
+        "--workers", type=positive_int, default=None, help="processes (default: cores, max 2)"
+    )
     p.add_argument(
         "--salt-contrast",
-        type=float,
+        type=unit_float,
         default=0.0,
         metavar="C",
         help="0-1: salt darker than the sediments and weaker noise (the demo: 1); default 0",
@@ -258,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a stage of a family (resumable)")
     add_stage_args(p, "recipe name, e.g. stage1 (bes/configs/stage1.yaml)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--fold", type=int, help="train only this fold")
+    which.add_argument("--fold", type=nonneg_int, help="train only this fold")
     which.add_argument("--all-folds", action="store_true", help="every fold of the recipe")
     which.add_argument(
         "--pretrain-only",
@@ -267,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--budget-minutes",
-        type=float,
+        type=nonneg_float,
         metavar="M",
         help="wall-clock budget per fold: epochs and cosine cycles are rescaled to end within "
         "it (default: the profile's, e.g. 30 for cpu; 0: none)",
@@ -319,12 +333,55 @@ def build_parser() -> argparse.ArgumentParser:
 KERAS_COMMANDS = {"train", "predict", "models"}
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Warnings on one line, without the source line (``warning: <path>: ...``)."""
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
+def _file_of(exc: BaseException) -> str | None:
+    """The file an exception (or one it was raised from) names, when it names one."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        name = getattr(seen, "filename", None)
+        if name:
+            return str(name)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def report_unexpected(command: str, exc: BaseException, debug: bool) -> int:
+    """One line naming the command, the file (when known) and a hint; the traceback only
+    with ``--debug``. Exit status 3 (2: a described bad input)."""
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    where = _file_of(exc)
+    print(
+        f"error: saltseg {command}: unexpected {type(exc).__name__}: {exc}"
+        + (f" (file: {where})" if where else "")
+        + ("" if debug else "; rerun with --debug for the traceback, and report it"),
+        file=sys.stderr,
+    )
+    return 3
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in KERAS_COMMANDS or getattr(args, "needs_keras", False):
-        import_keras_quietly()
+    debug = args.debug or bool(os.environ.get("SALTSEG_DEBUG"))
+    if not debug:
+        warnings.showwarning = _show_warning
     handler: Handler = args.func
     try:
+        if args.command in KERAS_COMMANDS or getattr(args, "needs_keras", False):
+            import_keras_quietly()
         return handler(args)
     except SaltsegError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -332,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the one place that reports any other failure
+        return report_unexpected(args.command, exc, debug)
 
 
 if __name__ == "__main__":

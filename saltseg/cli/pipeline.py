@@ -13,8 +13,12 @@ from typing import Any
 from saltseg.cli.common import (
     add_backend_args,
     add_stage_args,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
     recipe_from_args,
     settings_from_args,
+    unit_float,
 )
 from saltseg.core.errors import ConfigError
 from saltseg.core.registry import REGISTRY
@@ -90,8 +94,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
     """Blend stage probabilities into masks and a submission CSV."""
+    from saltseg.core.lock import locked
     from saltseg.data.probs import read_probs
-    from saltseg.data.tiles import TGSDirectory, black_tiles
+    from saltseg.data.tiles import black_tiles
     from saltseg.post.ensemble import (
         blend,
         save_blend,
@@ -106,14 +111,19 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     images = _images_of(args, maps[0].meta, None)
     black = black_tiles(images, b.ids)
     masks = to_masks(b.q, args.threshold, black)
-    sample = TGSDirectory(settings.data_dir).sample_submission_csv
+    sample = settings.data_dir / "sample_submission.csv"  # optional: row order only
     order = submission_order(sample, b.ids)
     out = Path(args.out) if args.out else settings.predictions_dir / "test_prediction.csv"
-    write_submission(out, b.ids, masks, order)
-    if args.out_probs:
-        save_blend(
-            Path(args.out_probs), b, [str(p) for p in args.probs], blend_weights(args, maps), images
-        )
+    with locked(out):  # the CSV last: it is replaced only when the blend is written too
+        if args.out_probs:
+            save_blend(
+                Path(args.out_probs),
+                b,
+                [str(p) for p in args.probs],
+                blend_weights(args, maps),
+                images,
+            )
+        write_submission(out, b.ids, masks, order)
     empty = int((masks.reshape(len(masks), -1).sum(axis=1) == 0).sum())
     normed = [Path(p).name for p, n in zip(args.probs, b.normalised, strict=True) if n]
     print(
@@ -186,20 +196,20 @@ def add_pipeline_parsers(sub: Any) -> None:
     )
     p.add_argument("--out", help="output .h5 (default PREDICTIONS_DIR/probs/<set>/F_S.h5)")
     add_backend_args(p, "--batch-size", "--network-batch")
-    p.add_argument("--chunk", type=int, default=1024, help="tiles per streamed chunk")
+    p.add_argument("--chunk", type=positive_int, default=1024, help="tiles per streamed chunk")
     p.add_argument("--no-tta", action="store_true", help="no horizontal-flip TTA")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("ensemble", help="blend probabilities -> submission RLE CSV")
     p.add_argument("probs", nargs="+", help="probability files (saltseg predict outputs)")
-    p.add_argument("--weights", type=float, nargs="+", help="one per file (default equal)")
+    p.add_argument("--weights", type=nonneg_float, nargs="+", help="one per file (default equal)")
     p.add_argument(
         "--minmax",
         choices=["auto", "all", "none"],
         default="auto",
         help="min-max normalise (auto: phalanx predictions only)",
     )
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=unit_float, default=0.5)
     p.add_argument("--images", help="the predicted tiles (default: from the first file)")
     p.add_argument("--out", help="CSV (default PREDICTIONS_DIR/test_prediction.csv)")
     p.add_argument("--out-probs", help="also write the blended probabilities (.h5)")
@@ -210,11 +220,11 @@ def add_pipeline_parsers(sub: Any) -> None:
     p.add_argument("--rule", choices=REGISTRY.names("pseudo_rules"), required=True)
     p.add_argument("--out", required=True, help="folder (relative: under PREDICTIONS_DIR)")
     p.add_argument("--images", help="the tiles (default: from the probability file)")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=unit_float, default=0.5)
     p.add_argument("--seed", type=int, default=0, help="fold dealing (phalanx rule)")
     p.add_argument(
         "--min-tiles",
-        type=int,
+        type=nonneg_int,
         default=0,
         help="top up with the most confident other tiles to at least this many (tiny runs)",
     )

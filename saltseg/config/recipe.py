@@ -390,8 +390,8 @@ class StageRecipe(_Strict):
 def _validate(data: object, where: str) -> StageRecipe:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of recipe keys")
-    try:
-        return StageRecipe.model_validate(data)
+    try:  # strict: "18" is not a batch size, 1.5 not an epoch count (no silent coercion)
+        return StageRecipe.model_validate(data, strict=True)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -399,7 +399,7 @@ def _validate(data: object, where: str) -> StageRecipe:
             if err["type"] == "extra_forbidden":
                 lines.append(f"{where}: unknown key {key!r}")
             else:
-                lines.append(f"{where}: key {key!r}: {err['msg']}")
+                lines.append(f"{where}: key {key!r}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError("\n".join(lines)) from None
 
 
@@ -421,6 +421,11 @@ def load_recipe(source: str | os.PathLike[str], profile: str = "full") -> StageR
         raise ConfigError(f"{path}: recipe file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: recipe file is not UTF-8 text (byte {exc.start}: "
+            f"{exc.object[exc.start]:#04x})"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return _validate(data, str(path)).with_profile(profile)

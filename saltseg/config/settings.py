@@ -111,17 +111,32 @@ def find_settings(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(env) if env else Path("SETTINGS.json")
 
 
+def read_json_file(p: Path, what: str) -> object:
+    """A UTF-8 JSON file's contents; bad encoding or syntax is a :class:`ConfigError`."""
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{p}: {what} file is not UTF-8 text (byte {exc.start}: {exc.object[exc.start]:#04x})"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{p}: not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the {what} file ({exc.strerror})") from None
+
+
 def load_settings(path: str | os.PathLike[str] | None = None, required: bool = False) -> Settings:
     """Load and validate the settings file; defaults when it is absent and not ``required``."""
     p = find_settings(path)
     if not p.is_file():
+        if p.exists():
+            raise ConfigError(f"{p}: settings path is not a file")
         if required or path is not None:
             raise ConfigError(f"{p}: settings file not found")
+        if os.environ.get(SETTINGS_ENV):
+            raise ConfigError(f"{p}: settings file not found (named by ${SETTINGS_ENV})")
         return Settings(base_dir=Path.cwd())
-    try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{p}: not valid JSON: {exc}") from None
+    raw = read_json_file(p, "settings")
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a JSON object of settings, got {type(raw).__name__}")
     if "base_dir" in raw:

@@ -4,18 +4,23 @@ Layout of a file::
 
     ids     (N,)            tile ids, sorted, UTF-8 strings
     prob    (N, 101, 101)   uint8, probability * 255 rounded (chunked, lzf-compressed)
+    crc     (N,)            uint32 CRC-32 of each row's bytes (checked on close and read)
     attrs   meta            JSON: family, stage, models, weights, flip_tta, ...
             rows_done       rows written so far (== N when complete)
 
-A file is written to ``<name>.partial.h5`` in batches and renamed when complete, so a
-crashed prediction resumes from its last written batch and a finished file is never
-half-written. 18,000 tiles take 184 MB as uint8 (0.4% quantisation step).
+A file is written to ``<name>.partial.h5`` in batches; when complete it is flushed,
+fsynced, read back and checked (rows, shape, every row's CRC) and only then renamed, so a
+crashed prediction resumes from its last written batch and a file under the final name is
+never half-written or silently zero (a full disk: an error naming the path).
+18,000 tiles take 184 MB as uint8 (0.4% quantisation step).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +30,8 @@ import h5py
 import numpy as np
 
 from saltseg import TILE
-from saltseg.core.errors import DataError
+from saltseg.core.atomic import ensure_folder, fsync_path, output_errors
+from saltseg.core.errors import DataError, OutputError
 
 SCALE = 255.0
 CHUNK_ROWS = 64
@@ -39,6 +45,32 @@ def quantize(prob: np.ndarray) -> np.ndarray:
 def dequantize(q: np.ndarray) -> np.ndarray:
     """uint8 levels -> float32 probabilities."""
     return np.asarray(q, dtype=np.float32) / np.float32(SCALE)
+
+
+def row_crcs(q: np.ndarray) -> np.ndarray:
+    """CRC-32 of each map's bytes, ``(N,)`` uint32."""
+    flat = np.ascontiguousarray(q, dtype=np.uint8).reshape(len(q), -1)
+    return np.array([zlib.crc32(row.tobytes()) for row in flat], dtype=np.uint32)
+
+
+def check_rows(path: Path, f: h5py.File, n: int, q: np.ndarray | None = None) -> None:
+    """The file holds ``n`` complete rows whose CRCs match (files without CRCs: shape only);
+    ``q``: its maps when already read."""
+    done = int(f.attrs.get("rows_done", n))
+    shape = f["prob"].shape
+    if done != n or shape != (n, TILE, TILE):
+        raise DataError(f"{path}: incomplete ({done} of {n} rows, maps {shape})")
+    if "crc" not in f:
+        return
+    crc = f["crc"][()]
+    for lo in range(0, n, 1024):
+        rows = f["prob"][lo : lo + 1024] if q is None else q[lo : lo + 1024]
+        bad = np.flatnonzero(row_crcs(rows) != crc[lo : lo + 1024])
+        if bad.size:
+            raise DataError(
+                f"{path}: row {lo + int(bad[0])} does not match its checksum (a failed or "
+                "interrupted write); delete the file and rerun"
+            )
 
 
 def partial_path(path: Path) -> Path:
@@ -81,8 +113,9 @@ class ProbWriter:
             raise ValueError("ids must be sorted and unique")
         self.meta = meta
         self.tmp = partial_path(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self._open()
+        ensure_folder(self.path.parent)
+        with output_errors(self.path):
+            self._file = self._open()
 
     def _open(self) -> h5py.File:
         meta_json = json.dumps(self.meta, sort_keys=True)
@@ -91,6 +124,7 @@ class ProbWriter:
                 f = h5py.File(self.tmp, "r+")
                 same = (
                     f.attrs.get("meta") == meta_json
+                    and "crc" in f
                     and [s.decode() for s in f["ids"][()]] == self.ids
                 )
                 if same:
@@ -109,6 +143,7 @@ class ProbWriter:
             chunks=(rows, TILE, TILE),
             compression="lzf",
         )
+        f.create_dataset("crc", shape=(len(self.ids),), dtype=np.uint32)
         f.attrs["meta"] = meta_json
         f.attrs["rows_done"] = 0
         f.flush()
@@ -123,22 +158,39 @@ class ProbWriter:
         if lo != self.rows_done:
             raise ValueError(f"expected rows from {self.rows_done}, got {lo}")
         q = prob if prob.dtype == np.uint8 else quantize(prob)
-        self._file["prob"][lo : lo + len(q)] = q
-        self._file.attrs["rows_done"] = lo + len(q)
-        self._file.flush()
+        if q.shape[1:] != (TILE, TILE) or lo + len(q) > len(self.ids):
+            raise ValueError(f"maps of shape {q.shape} do not fit rows {lo}:{len(self.ids)}")
+        with output_errors(self.path):
+            self._file["prob"][lo : lo + len(q)] = q
+            self._file["crc"][lo : lo + len(q)] = row_crcs(q)
+            self._file.attrs["rows_done"] = lo + len(q)
+            self._file.flush()
 
     def close(self) -> Path:
-        """Finish: every row written -> rename to the final path."""
+        """Finish: every row written, flushed, fsynced and read back intact -> rename to the
+        final path (a partial file that fails the check is removed: rerun recomputes it)."""
         done = self.rows_done
-        self._file.close()
-        if done != len(self.ids):
-            raise ValueError(f"{self.tmp}: only {done} of {len(self.ids)} rows written")
-        os.replace(self.tmp, self.path)
+        with output_errors(self.path):
+            self._file.close()
+            if done != len(self.ids):
+                raise ValueError(f"{self.tmp}: only {done} of {len(self.ids)} rows written")
+            fsync_path(self.tmp)
+            try:
+                with h5py.File(self.tmp, "r") as f:
+                    check_rows(self.tmp, f, len(self.ids))
+            except (DataError, OSError, KeyError) as exc:
+                self.tmp.unlink(missing_ok=True)
+                raise OutputError(
+                    f"{self.path}: not written, the finished file failed its check ({exc})"
+                ) from None
+            os.replace(self.tmp, self.path)
+            fsync_path(self.path.parent)
         return self.path
 
     def abort(self) -> None:
         """Leave the partial file for a later resume."""
-        self._file.close()
+        with contextlib.suppress(OSError, RuntimeError):
+            self._file.close()
 
 
 def write_probs(path: Path, ids: Sequence[str], prob: np.ndarray, meta: dict[str, Any]) -> Path:
@@ -161,11 +213,9 @@ def read_probs(path: str | os.PathLike[str]) -> ProbMaps:
             ids = [s.decode() for s in f["ids"][()]]
             q = f["prob"][()]
             meta = json.loads(f.attrs.get("meta", "{}"))
-            done = int(f.attrs.get("rows_done", len(ids)))
-    except (OSError, KeyError, ValueError) as exc:
+            check_rows(path, f, len(ids), q)
+    except (OSError, KeyError, ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a saltseg probability file ({exc})") from None
-    if done != len(ids) or q.shape != (len(ids), TILE, TILE):
-        raise DataError(f"{path}: incomplete ({done} of {len(ids)} rows)")
     meta["path"] = str(path)
     return ProbMaps(ids, q, meta)
 

@@ -11,9 +11,9 @@ import pandas as pd
 
 from saltseg import TILE
 from saltseg.core import metric, rle
-from saltseg.core.atomic import atomic_open
-from saltseg.core.errors import DataError
-from saltseg.data.tiles import read_id_csv
+from saltseg.core.atomic import atomic_path
+from saltseg.core.errors import DataError, OutputError
+from saltseg.data.tiles import ID_RE, read_id_csv
 
 
 def read_rle_csv(
@@ -41,7 +41,9 @@ def write_rle_csv(
     """Write masks as an RLE CSV atomically, after checking it.
 
     Rows follow ``order`` (e.g. ``sample_submission.csv``) when given, else sorted ids.
-    Every id must appear exactly once, and ``order`` must name exactly the same ids.
+    Every id must appear exactly once, round-trip through the CSV (:data:`ID_RE`), and
+    ``order`` must name exactly the same ids. The written file is read back and compared
+    before it replaces ``path``.
     """
     ids = list(ids)
     if len(ids) != len(masks):
@@ -49,12 +51,24 @@ def write_rle_csv(
     if len(set(ids)) != len(ids):
         dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
         raise DataError(f"{path}: id {dup!r} would be written twice")
+    bad = [i for i in ids if not ID_RE.match(i)]
+    if bad:
+        raise DataError(
+            f"{path}: id {bad[0]!r} cannot be written to an RLE CSV and read back (allowed: "
+            "ASCII letters, digits, '_', '.', '-')"
+        )
     row_ids = sorted(ids) if order is None else list(order)
     check_same_ids(row_ids, ids, "the submission order", "the predictions")
     position = {tid: i for i, tid in enumerate(ids)}
     encoded = [rle.encode(masks[position[tid]]) for tid in row_ids]
     df = pd.DataFrame({"id": row_ids, "rle_mask": encoded})
-    with atomic_open(path, "w", newline="") as fh:
+
+    def reads_back(tmp: Path) -> None:
+        back = pd.read_csv(tmp, dtype=str, keep_default_na=False, na_filter=False)
+        if back["id"].tolist() != row_ids or back["rle_mask"].tolist() != encoded:
+            raise OutputError(f"{path}: the written CSV does not read back as written")
+
+    with atomic_path(path, verify=reads_back) as tmp, open(tmp, "w", newline="") as fh:
         df.to_csv(fh, index=False)
 
 

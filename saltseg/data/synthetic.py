@@ -283,12 +283,12 @@ def _write_tile(job: _Job) -> tuple[str, float]:
     seed_seq, black, image_path, mask_path, salt_contrast = job
     rng = np.random.default_rng(seed_seq)
     image, mask = make_tile(rng, "black" if black else None, salt_contrast)
-    with atomic_path(image_path) as tmp:
+    with atomic_path(image_path, durable=False) as tmp:
         if not cv2.imwrite(str(tmp), cv2.merge([image, image, image])):
             raise OSError(f"could not write {image_path}")
     if mask_path is None:  # a test tile: its mask goes to the hidden test_truth.csv only
         return encode(mask), float(mask.mean())
-    with atomic_path(mask_path) as tmp:
+    with atomic_path(mask_path, durable=False) as tmp:
         if not cv2.imwrite(str(tmp), mask.astype(np.uint16) * np.uint16(65535)):
             raise OSError(f"could not write {mask_path}")
     return encode(mask), float(mask.mean())

@@ -4,8 +4,10 @@ Layout::
 
     DATA_DIR/train.csv               id,rle_mask     (labelled ids)
     DATA_DIR/depths.csv              id,z            (all ids)
-    DATA_DIR/train/images/<id>.png   8-bit, 1 or 3 identical channels (16-bit accepted)
-    DATA_DIR/train/masks/<id>.png    0/255 8-bit or 0/65535 16-bit (any 0/max pair)
+    DATA_DIR/train/images/<id>.png   8-bit, 1 or 3 identical channels (16-bit,
+                                     alpha, colour: converted, with a warning)
+    DATA_DIR/train/masks/<id>.png    0/255 8-bit or 0/65535 16-bit (another 0/v
+                                     pair: read as v = salt, with a warning)
     DATA_DIR/test/images/<id>.png
     DATA_DIR/sample_submission.csv   id,rle_mask     (optional; test ids in Kaggle order)
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,11 +32,12 @@ import pandas as pd
 
 from saltseg import TILE
 from saltseg.core import rle as rle_mod
-from saltseg.core.errors import DataError
+from saltseg.core.errors import DataError, DataWarning
 
 cv2.setNumThreads(1)
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+"""Ids that are file names and round-trip through an RLE CSV (ASCII, no space or comma)."""
 
 
 def default_workers() -> int:
@@ -62,9 +67,26 @@ def _check_size(img: np.ndarray, path: Path, size: int) -> None:
         raise DataError(f"{path}: image is {img.shape[1]}x{img.shape[0]}, expected {size}x{size}")
 
 
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+
+
+def warn_once(kind: str, message: str) -> None:
+    """A :class:`DataWarning` for the first file of each ``kind`` (later ones are not
+    reported, so 18,000 16-bit tiles give one line)."""
+    with _warn_lock:
+        if kind in _warned:
+            return
+        _warned.add(kind)
+    warnings.warn(f"{message} (further files like this are not reported)", DataWarning, 2)
+
+
 def to_gray_uint8(img: np.ndarray, path: Path | str = "<array>") -> np.ndarray:
-    """Reduce a decoded PNG (gray, gray+alpha, BGR, BGRA; 8- or 16-bit) to uint8 gray."""
+    """Reduce a decoded PNG (gray, gray+alpha, BGR, BGRA; 8- or 16-bit) to uint8 gray; an
+    alpha channel, colour or 16 bits give a warning saying what was done."""
     if img.ndim == 3:
+        if img.shape[2] in (2, 4):
+            warn_once("alpha", f"{path}: tile has an alpha channel; it is ignored")
         if img.shape[2] == 2:  # gray + alpha
             img = img[:, :, 0]
         elif img.shape[2] in (3, 4):
@@ -73,12 +95,14 @@ def to_gray_uint8(img: np.ndarray, path: Path | str = "<array>") -> np.ndarray:
             if (bgr[:, :, 1] == first).all() and (bgr[:, :, 2] == first).all():
                 img = first
             else:
+                warn_once("colour", f"{path}: colour tile; converted to grey (luminance)")
                 img = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2GRAY)
         else:
             raise DataError(f"{path}: unsupported channel count {img.shape[2]}")
     elif img.ndim != 2:
         raise DataError(f"{path}: unsupported image array shape {img.shape}")
     if img.dtype == np.uint16:
+        warn_once("16bit", f"{path}: 16-bit tile; reduced to 8 bits (its high byte)")
         img = (img >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:
         raise DataError(f"{path}: unsupported pixel type {img.dtype}")
@@ -107,6 +131,14 @@ def read_mask(path: str | os.PathLike[str], size: int = TILE) -> np.ndarray:
     if values.size > 2 or (values.size == 2 and values[0] != 0):
         shown = ", ".join(str(v) for v in values[:6]) + (" ..." if values.size > 6 else "")
         raise DataError(f"{p}: mask is not binary (values {shown}); expected 0 and one other value")
+    top = int(values[-1]) if values.size else 0
+    if top not in (0, 1, np.iinfo(img.dtype).max):
+        what = "every pixel is" if values.size == 1 else "its values are 0 and"
+        warn_once(
+            "mask-value",
+            f"{p}: mask {what} {top} (not 0 or {np.iinfo(img.dtype).max}); read as salt where "
+            "the value is not 0",
+        )
     return img > 0
 
 
@@ -177,7 +209,7 @@ def read_id_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     blank = np.flatnonzero(df["id"].to_numpy() == "")
     if blank.size:
         raise DataError(f"{path}: empty id on data row {int(blank[0]) + 1}")
-    bad = [i for i in df["id"] if not _ID_RE.match(i)]
+    bad = [i for i in df["id"] if not ID_RE.match(i)]
     if bad:
         raise DataError(f"{path}: id {bad[0]!r} has characters not allowed in a file name")
     dup = df["id"][df["id"].duplicated()]
@@ -199,11 +231,26 @@ def read_depths(path: Path) -> pd.Series:
 
 
 def ids_from_folder(folder: str | os.PathLike[str]) -> list[str]:
-    """Sorted ids (file stems) of the ``*.png`` tiles in a folder."""
+    """Sorted ids (file stems) of the ``*.png`` tiles in a folder; a tile named ``X.PNG``
+    or an id that cannot round-trip through the RLE CSV (spaces, commas, non-ASCII) is an
+    error naming the file, before any work."""
     d = Path(folder)
     if not d.is_dir():
         raise DataError(f"{d}: image folder not found")
-    ids = sorted(p.stem for p in d.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+    files = [p for p in d.iterdir() if p.suffix.lower() == ".png" and p.is_file()]
+    upper = [p for p in files if p.suffix != ".png"]
+    if upper:
+        raise DataError(
+            f"{upper[0]}: tile extension must be lowercase .png ({len(upper)} file(s) like "
+            "this); rename them"
+        )
+    bad = [p for p in files if not ID_RE.match(p.stem)]
+    if bad:
+        raise DataError(
+            f"{bad[0]}: tile id {bad[0].stem!r} cannot be written to the RLE CSV (allowed: "
+            f"ASCII letters, digits, '_', '.', '-'; {len(bad)} file(s) like this); rename them"
+        )
+    ids = sorted(p.stem for p in files)
     if not ids:
         raise DataError(f"{d}: no .png tiles in this folder")
     return ids

@@ -6,15 +6,19 @@ Training's validation and self-labelling use these too: prediction never imports
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import h5py
 import keras
 import numpy as np
 
 from saltseg.config.precision import dtype_policy
 from saltseg.core.atomic import atomic_path
+from saltseg.core.errors import OutputError
 from saltseg.data.adapters import Adapter
 from saltseg.infer.prefetch import prefetch
 from saltseg.nets.zoo import ModelSpec
@@ -43,9 +47,28 @@ def build_model(
     return model
 
 
+def _array_crcs(arrays: Iterable[np.ndarray]) -> Counter[tuple[tuple[int, ...], str, int]]:
+    """Shape, dtype and CRC-32 of each array's bytes (an order-free multiset)."""
+    return Counter(
+        (a.shape, a.dtype.str, zlib.crc32(np.ascontiguousarray(a).tobytes())) for a in arrays
+    )
+
+
+def _weights_file_matches(model: keras.Model, path: Path) -> None:
+    """The written ``.weights.h5`` holds every array of the model, byte for byte (it may
+    hold more state, e.g. compiled metrics)."""
+    found: list[np.ndarray] = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda _, v: found.append(v[()]) if isinstance(v, h5py.Dataset) else None)
+    missing = _array_crcs(np.asarray(w) for w in model.get_weights()) - _array_crcs(found)
+    if missing:
+        raise OutputError(f"{path}: {missing.total()} weight array(s) do not read back as written")
+
+
 def save_weights(model: keras.Model, path: Path) -> None:
-    """``model.save_weights`` through a temporary file (atomic)."""
-    with atomic_path(path) as tmp:
+    """``model.save_weights`` through a temporary file, fsynced and read back (count,
+    shapes and CRC of every array) before it replaces ``path``."""
+    with atomic_path(path, verify=lambda tmp: _weights_file_matches(model, tmp)) as tmp:
         model.save_weights(tmp)
 
 

@@ -34,7 +34,7 @@ from saltseg.config.layout import stage_dir
 from saltseg.config.recipe import StageRecipe, load_stage
 from saltseg.config.settings import Settings
 from saltseg.core import metric
-from saltseg.core.atomic import atomic_write_text
+from saltseg.core.atomic import atomic_write_text, swap_in
 from saltseg.core.errors import DataError
 from saltseg.core.registry import REGISTRY, get_family
 from saltseg.infer.exports import sha256_file
@@ -126,15 +126,6 @@ def _stage_family(
     return len(files), report
 
 
-def _swap_in(staging: Path, final: Path) -> None:
-    """Replace ``final`` by ``staging`` (the old folder removed only after the move)."""
-    old = final.with_name(f".old-{final.name}-{os.getpid()}")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staging, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def import_original(
     original: Path,
     settings: Settings,
@@ -177,7 +168,7 @@ def import_original(
             shutil.rmtree(staging, ignore_errors=True)
         raise
     for staging, final, _ in staged:
-        _swap_in(staging, final)
+        swap_in(staging, final)
     return [r for _, _, r in staged]
 
 

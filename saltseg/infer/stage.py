@@ -11,7 +11,9 @@ Two sets:
 - ``test``: every tile of an image folder (ids = sorted file names), streamed in chunks
   into ``PREDICTIONS_DIR/probs/test/<family>_<stage>.h5`` (uint8, see
   :mod:`saltseg.data.probs`); a crash resumes at the last finished chunk, and a complete file
-  whose inputs (images, weights) are unchanged is reused.
+  is reused only when the SHA-256 of its tiles' PNG bytes, of its weights files and the
+  settings that change the result (stored in its ``meta``) are unchanged. A lock file
+  beside the output stops a second run on the same output.
 - ``oof``: each trained fold's validation tiles, predicted by that fold's networks only
   (out-of-fold), into ``probs/oof/<family>_<stage>.h5``, with the validation score.
 """
@@ -29,7 +31,9 @@ import numpy as np
 from saltseg.config.recipe import PredictWeights, StageRecipe
 from saltseg.config.settings import Settings
 from saltseg.core import metric
-from saltseg.core.errors import DataError
+from saltseg.core.digest import file_digest, files_digest
+from saltseg.core.errors import ConfigError, DataError
+from saltseg.core.lock import locked
 from saltseg.data.adapters import get_adapter
 from saltseg.data.folds import fold_assignment
 from saltseg.data.probs import ProbWriter, read_probs, write_probs
@@ -58,14 +62,8 @@ class WeightFile:
     weight: float
 
     def signature(self, root: Path) -> list[Any]:
-        st = self.path.stat()
-        return [
-            self.fold,
-            str(self.path.relative_to(root)),
-            self.weight,
-            st.st_size,
-            st.st_mtime_ns,
-        ]
+        """Fold, file, share and the SHA-256 of the file's bytes."""
+        return [self.fold, str(self.path.relative_to(root)), self.weight, file_digest(self.path)]
 
 
 def _cycle_index(path: Path) -> int:
@@ -200,6 +198,21 @@ class StagePredictor:
         return acc
 
 
+def check_sizes(**sizes: int | None) -> None:
+    """Every size given (``batch_size``, ``chunk``, ...) is a positive number of tiles
+    (``None``: the default, chosen later)."""
+    for key, value in sizes.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} must be a positive number of tiles, got {value!r}")
+
+
+def tiles_digest(images_dir: Path, ids: list[str]) -> str:
+    """SHA-256 over the tiles' ids and PNG bytes (a changed tile changes it)."""
+    return files_digest((i, images_dir / f"{i}.png") for i in ids)
+
+
 def predict_test(
     recipe: StageRecipe,
     stage_root: Path,
@@ -211,40 +224,64 @@ def predict_test(
     flip_tta: bool = True,
     backend: str = "auto",
 ) -> Path:
-    """Probabilities of every tile in ``images_dir`` (sorted ids), streamed into ``out``;
-    the next chunk's PNGs are read in a thread while this one is predicted."""
+    """Probabilities of every tile in ``images_dir`` (sorted ids), streamed into ``out``
+    (reused when its tiles, weights and settings are unchanged); the next chunk's PNGs are
+    read in a thread while this one is predicted."""
+    check_sizes(batch_size=batch_size, chunk=chunk)
     files = stage_weight_files(recipe, stage_root)
-    ids = ids_from_folder(images_dir)
+    ids = ids_from_folder(images_dir)  # ids the RLE CSV cannot hold: refused before any work
     backend = resolve_backend(backend, recipe.model).backend
-    meta = {
-        "family": recipe.family,
-        "stage": recipe.stage,
-        "model": recipe.model,
-        "model_options": dict(recipe.model_options),
-        "profile": profile,
-        "set": "test",
-        "images_dir": str(images_dir.resolve()),
-        "flip_tta": flip_tta,
-        "backend": backend,
-        "folds": sorted(files),
-        "weights": [w.signature(stage_root) for k in sorted(files) for w in files[k]],
-    }
-    if out.is_file():
-        try:
-            old = read_probs(out)
-            old.meta.pop("path", None)
-            if old.meta == meta and old.ids == ids:
-                print(f"[predict {recipe.family}/{recipe.stage}] up to date: {out}")
-                return out
-        except DataError:
-            pass
+    with locked(out):
+        meta = {
+            "family": recipe.family,
+            "stage": recipe.stage,
+            "model": recipe.model,
+            "model_options": dict(recipe.model_options),
+            "profile": profile,
+            "set": "test",
+            "images_dir": str(images_dir.resolve()),
+            "tiles_sha256": tiles_digest(images_dir, ids),
+            "flip_tta": flip_tta,
+            "backend": backend,
+            "folds": sorted(files),
+            "weights": [w.signature(stage_root) for k in sorted(files) for w in files[k]],
+        }
+        if _up_to_date(out, meta, ids):
+            print(f"[predict {recipe.family}/{recipe.stage}] up to date: {out}")
+            return out
+        predictor = StagePredictor(recipe, files, batch_size, backend)
+        return _predict_into(recipe, predictor, files, images_dir, ids, out, meta, chunk)
+
+
+def _up_to_date(out: Path, meta: dict[str, Any], ids: list[str]) -> bool:
+    """``out`` is a complete, intact prediction of the same tiles, weights and settings."""
+    if not out.is_file():
+        return False
+    try:
+        old = read_probs(out)
+    except DataError:
+        return False
+    old.meta.pop("path", None)
+    return old.meta == meta and old.ids == ids
+
+
+def _predict_into(
+    recipe: StageRecipe,
+    predictor: StagePredictor,
+    files: dict[int, list[WeightFile]],
+    images_dir: Path,
+    ids: list[str],
+    out: Path,
+    meta: dict[str, Any],
+    chunk: int,
+) -> Path:
+    flip_tta = bool(meta["flip_tta"])
     n_models = sum(len(v) for v in files.values())
     print(
         f"[predict {recipe.family}/{recipe.stage}] {len(ids)} tiles from {images_dir}, "
         f"{n_models} network(s) x {'2 (flip TTA)' if flip_tta else '1'} -> {out}"
     )
     writer = ProbWriter(out, ids, meta)
-    predictor = StagePredictor(recipe, files, batch_size, backend)
     print(f"[predict {recipe.family}/{recipe.stage}] {predictor.describe()}")
     t0 = time.perf_counter()
     start = writer.rows_done
@@ -289,6 +326,7 @@ def predict_oof(
 ) -> OOFResult:
     """Out-of-fold probabilities of every trained fold's validation tiles, and their score
     (threshold 0.5, black tiles empty) plus the best threshold on them."""
+    check_sizes(batch_size=batch_size)
     files = stage_weight_files(recipe, stage_root)
     data = TGSDirectory(settings.data_dir)
     train = data.load_train(verify_rle=False)
@@ -323,5 +361,6 @@ def predict_oof(
         "score": score,
         "fold_scores": {str(k): v for k, v in fold_scores.items()},
     }
-    path = write_probs(out, ids, prob, meta)
+    with locked(out):
+        path = write_probs(out, ids, prob, meta)
     return OOFResult(path, score, fold_scores, thr, best)

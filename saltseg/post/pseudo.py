@@ -13,7 +13,8 @@ column: that tile then trains only that fold.
 Output folder (``PREDICTIONS_DIR/<out>``): ``pseudo_labels.csv`` (``id,rle_mask``, and
 ``fold`` for the phalanx rule; what training reads), ``tiles.csv`` (every tile's
 confidence, pixel count, black flag and whether it was chosen), ``masks/<id>.png``
-(0/255) of the chosen tiles, and ``DONE.json`` written last.
+(0/255) of the chosen tiles, and ``DONE.json``. The folder is written as a staging
+folder and swapped in whole when complete (the previous one stays until then).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from saltseg.config.layout import PSEUDO_CSV
-from saltseg.core.atomic import atomic_open, atomic_path, atomic_write_text
+from saltseg.core.atomic import atomic_folder, atomic_open, atomic_write_text
 from saltseg.core.errors import ConfigError, DataError
+from saltseg.core.lock import locked
 from saltseg.core.registry import REGISTRY
 from saltseg.core.rle import encode
 from saltseg.data.probs import ProbMaps, dequantize, iter_rows
@@ -103,7 +105,6 @@ def make_pseudo_labels(
     topped_up = 0
     if min_tiles and chosen.sum() < min_tiles:
         chosen, folds, topped_up = top_up(chosen, folds, conf, black, min_tiles, n_folds)
-    _write(out, maps, chosen, folds, conf, pixels, black, threshold)
     per_fold = (
         {int(k): int((folds == k).sum()) for k in range(n_folds)} if folds is not None else {}
     )
@@ -116,7 +117,9 @@ def make_pseudo_labels(
         "topped_up": topped_up,
         "per_fold": per_fold,
     }
-    atomic_write_text(out / "DONE.json", json.dumps(done, indent=2) + "\n")
+    with locked(out), atomic_folder(out) as staging:
+        _write(staging, maps, chosen, folds, conf, pixels, black, threshold)
+        atomic_write_text(staging / "DONE.json", json.dumps(done, indent=2) + "\n")
     return PseudoResult(out, n, int(chosen.sum()), per_fold, topped_up)
 
 
@@ -150,17 +153,14 @@ def _write(
     black: np.ndarray,
     threshold: float,
 ) -> None:
+    """Write the folder's files into ``out`` (a staging folder swapped in when complete)."""
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    done = out / "DONE.json"
-    if done.exists():
-        done.unlink()  # rewriting: the folder is incomplete until DONE.json is back
     rows: list[dict[str, Any]] = []
     for i in np.flatnonzero(chosen):
         tid = maps.ids[i]
         mask = (dequantize(maps.q[i]) > threshold) & ~black[i]  # black tiles: empty
-        with atomic_path(out / "masks" / f"{tid}.png") as tmp:
-            if not cv2.imwrite(str(tmp), mask.astype(np.uint8) * 255):
-                raise DataError(f"{out / 'masks' / tid}.png: could not be written")
+        if not cv2.imwrite(str(out / "masks" / f"{tid}.png"), mask.astype(np.uint8) * 255):
+            raise DataError(f"{out / 'masks' / tid}.png: could not be written")
         row: dict[str, Any] = {"id": tid, "rle_mask": encode(mask)}
         if folds is not None:
             row["fold"] = int(folds[i])

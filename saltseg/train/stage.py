@@ -40,6 +40,7 @@ from saltseg.config.recipe import PhaseConfig, StageRecipe
 from saltseg.config.settings import Settings
 from saltseg.core.atomic import atomic_write_text
 from saltseg.core.errors import ConfigError
+from saltseg.core.lock import locked
 from saltseg.nets.zoo import ModelSpec, get_model_spec
 from saltseg.train.budget import Budget
 from saltseg.train.folddata import prepare_fold
@@ -144,6 +145,8 @@ def train_stage(
         recipe = recipe.model_copy(update={"encoder_weights": str(path)})
     if budget_minutes is None:
         budget_minutes = recipe.budget_minutes
+    if budget_minutes is not None and not 0 <= budget_minutes < float("inf"):
+        raise ConfigError(f"budget_minutes must be >= 0 minutes (0: none), got {budget_minutes}")
     spec = get_model_spec(recipe.model)
     out = stage_dir(settings, recipe)
     results: dict[str, list[PhaseResult]] = {}
@@ -154,35 +157,37 @@ def train_stage(
 
     pretrain: Path | None = None
     if recipe.pretrain:
-        chain = _run_chain(
-            recipe.pretrain,
-            spec,
-            recipe,
-            settings,
-            profile,
-            out / "pretrain",
-            None,
-            None,
-            seed=recipe.seed * 1000 + 900,
-            label="pretrain",
-            verbose=verbose,
-            budget_minutes=budget_minutes,
-        )
+        with locked(out / "pretrain"):
+            chain = _run_chain(
+                recipe.pretrain,
+                spec,
+                recipe,
+                settings,
+                profile,
+                out / "pretrain",
+                None,
+                None,
+                seed=recipe.seed * 1000 + 900,
+                label="pretrain",
+                verbose=verbose,
+                budget_minutes=budget_minutes,
+            )
         results["pretrain"] = chain
         pretrain = chain[-1].folder
     for k in folds:
-        results[f"fold_{k}"] = _run_chain(
-            recipe.phases,
-            spec,
-            recipe,
-            settings,
-            profile,
-            out / f"fold_{k}",
-            k,
-            pretrain,
-            seed=recipe.seed * 1000 + k * 10,
-            label=f"fold {k}",
-            verbose=verbose,
-            budget_minutes=budget_minutes,
-        )
+        with locked(out / f"fold_{k}"):
+            results[f"fold_{k}"] = _run_chain(
+                recipe.phases,
+                spec,
+                recipe,
+                settings,
+                profile,
+                out / f"fold_{k}",
+                k,
+                pretrain,
+                seed=recipe.seed * 1000 + k * 10,
+                label=f"fold {k}",
+                verbose=verbose,
+                budget_minutes=budget_minutes,
+            )
     return results
