@@ -5,6 +5,7 @@ line run in-process, and byte snapshots of output folders."""
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,11 +82,24 @@ class FakePredictor:
 
     calls = 0
 
-    def __init__(self, recipe: object, files: object, batch_size: int = 32) -> None:
+    def __init__(
+        self, recipe: object, files: object, batch_size: int | None = 32, backend: str = "keras"
+    ) -> None:
         pass
 
-    def predict(self, images: np.ndarray, folds: list[int], flip_tta: bool = True) -> np.ndarray:
+    def describe(self) -> str:
+        return "stand-in network"
+
+    def predict(
+        self,
+        images: np.ndarray,
+        folds: list[int],
+        flip_tta: bool = True,
+        progress: Callable[[float], None] | None = None,
+    ) -> np.ndarray:
         FakePredictor.calls += 1
+        if progress is not None:
+            progress(len(images))
         return images.astype(np.float32) / 255.0
 
 

@@ -166,10 +166,10 @@ def test_killed_prediction_resumes_and_keeps_previous(project: Project, capsys, 
     write_tile(project.tiles / "t0.png", 42)
     real = FakePredictor.predict
 
-    def dies_on_second_chunk(self, images, folds, flip_tta=True):
+    def dies_on_second_chunk(self, images, folds, flip_tta=True, progress=None):
         if FakePredictor.calls >= 1:
             raise KeyboardInterrupt
-        return real(self, images, folds, flip_tta)
+        return real(self, images, folds, flip_tta, progress)
 
     monkeypatch.setattr(FakePredictor, "predict", dies_on_second_chunk)
     FakePredictor.calls = 0
