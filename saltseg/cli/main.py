@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline_cli.add_pipeline_parsers(sub)
     from saltseg.cli import runners
 
-    runners.add_run_parser(sub)
+    runners.add_run_parser(sub, main)
     weights_cli.add_weights_parser(sub)
 
     from saltseg.cli import segy as segy_cli

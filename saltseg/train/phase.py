@@ -91,6 +91,9 @@ def compile_model(model: keras.Model, phase: PhaseConfig) -> None:
             f"this one has {outputs}"
         )
     model.compile(optimizer=make_optimizer(phase), loss=loss, jit_compile=False)
+    # Its variables exist before the first step: else the step is traced twice (once to
+    # create them), which costs about 6 s a phase even for the demo's small networks.
+    model.optimizer.build(model.trainable_variables)
 
 
 @dataclass
