@@ -127,3 +127,47 @@ def test_run_without_ray_never_imports_it(tmp_path: Path) -> None:
     failed = _run(tmp_path, "--until", "1", saltseg=str(stub))
     assert failed.returncode == 3  # the failing command's exit code, as train.sh's set -e
     assert "== [2]" not in failed.stdout
+
+
+def test_jobs_run_in_the_runners_process_when_saltseg_is_its_own(tmp_path: Path, capsys) -> None:
+    """The sequential runner calls saltseg's main in its own process for each job (one
+    TensorFlow start-up, not 20), with train.sh's step lines; the first failure's exit code
+    (argparse's SystemExit too) stops it. Another $SALTSEG program runs as processes."""
+    from saltseg.cli.runners import is_own_saltseg, run_sequential, saltseg_command
+
+    settings_file = str(tmp_path / "SETTINGS.json")
+    assert is_own_saltseg([sys.executable, "-m", "saltseg", "--settings", settings_file])
+    own = Path(sys.executable).parent / "saltseg"
+    if own.is_file():
+        assert is_own_saltseg([str(own), "--settings", settings_file])
+    stub = tmp_path / "stub"
+    stub.write_text("#!/bin/sh\n")
+    assert not is_own_saltseg([str(stub), "--settings", settings_file])
+    assert not is_own_saltseg(["python3.9", "-m", "saltseg", "--settings", settings_file])
+
+    graph = build_graph(_settings(tmp_path, "tiny"), "tiny", 1)
+    command = saltseg_command(settings_file)
+    calls: list[list[str]] = []
+
+    def entry(argv):
+        calls.append(list(argv))
+        return 0
+
+    assert run_sequential(graph, command, entry) == 0
+    assert len(calls) == len(graph.jobs) == 9
+    assert calls[0][:2] == ["--settings", settings_file]
+    assert calls[0][2:] == list(graph.jobs[0].command)
+    assert "== [9] round 1 pseudo-labels, phalanx rule" in capsys.readouterr().out
+
+    def failing(argv):
+        calls.append(list(argv))
+        if len(calls) == 2:
+            raise SystemExit(2)
+        return 0
+
+    calls.clear()
+    assert run_sequential(graph, command, failing) == 2
+    assert len(calls) == 2
+    calls.clear()
+    assert run_sequential(graph, command, lambda argv: calls.append(argv) or 3) == 3
+    assert len(calls) == 1

@@ -371,3 +371,32 @@ def test_per_step_cosine_reaches_lr_min_at_the_cycle_end(tmp_path: Path) -> None
     assert np.all(np.diff(lrs[:6]) < 0)
     per_step.set_cycles([1, 3])
     assert per_step.cycle_end(0) and not per_step.cycle_end(1) and per_step.cycle_end(3)
+
+
+def test_a_warm_started_phase_gets_a_fresh_optimizer(tmp_path: Path) -> None:
+    """The previous phase's weights file holds its optimizer state too: a phase starts from
+    its network weights only, with the optimizer built (one trace) at step 0."""
+    import keras
+
+    from saltseg.infer.networks import build_model, save_weights
+    from saltseg.nets.zoo import get_model_spec
+    from saltseg.train.phase import start_fresh
+
+    spec = get_model_spec("phalanx-v5-tiny")
+    before = build_model(spec)
+    x = np.random.default_rng(0).uniform(0, 255, (4, *before.input_shape[1:]))
+    x = x.astype("float32")
+    y = (x[..., :1] > 128).astype("float32")
+    before.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    before.train_on_batch(x, y)
+    before.train_on_batch(x, y)
+    path = tmp_path / "last.weights.h5"
+    save_weights(before, path)
+    after = build_model(spec)
+    after.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    start_fresh(after, path)
+    assert after.optimizer.built and int(after.optimizer.iterations.numpy()) == 0
+    moments = [v for v in after.optimizer.variables if "momentum" in v.path or "velocity" in v.path]
+    assert moments and all(not np.any(v.numpy()) for v in moments)
+    for a, b in zip(before.get_weights(), after.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -91,8 +91,18 @@ def compile_model(model: keras.Model, phase: PhaseConfig) -> None:
             f"this one has {outputs}"
         )
     model.compile(optimizer=make_optimizer(phase), loss=loss, jit_compile=False)
-    # Its variables exist before the first step: else the step is traced twice (once to
-    # create them), which costs about 6 s a phase even for the demo's small networks.
+
+
+def start_fresh(model: keras.Model, init_weights: Path | None) -> None:
+    """Load ``init_weights`` (the network only), then build a fresh optimizer.
+
+    Building the optimizer's variables before the first step saves a second trace of the
+    train step (about 6 s a phase, even for the demo's small networks). It is built after
+    the weights are loaded: a built optimizer would take the file's optimizer state (the
+    previous phase's moments and step count) with them.
+    """
+    if init_weights is not None:
+        load_model_weights(model, init_weights)
     model.optimizer.build(model.trainable_variables)
 
 
@@ -357,12 +367,11 @@ class PhaseRun:
             if state.get("stop_training"):
                 return self.phase.total_epochs  # early stopping (or the budget) ended it
             return start
-        if self.init_weights is not None:
-            load_model_weights(self.model, self.init_weights)
-        else:
+        if self.init_weights is None:
             order = np.random.default_rng(self.seed).permutation(len(self.tiles))[:256]
             sample = self.tiles.images[order]
             calibrate_input_batchnorm(self.model, self.adapter.forward_images(sample))
+        start_fresh(self.model, self.init_weights)
         return 0
 
     def _fit(self, first: int, last: int, verbose: int) -> None:
