@@ -199,3 +199,20 @@ def test_cpu_budget_fixed_epochs() -> None:
     with pytest.raises(SystemExit) as exc:
         cpu_budget.main(["--epochs", "15,x"])
     assert exc.value.code == 2
+
+
+def test_backend_bench_thread_candidates_and_table() -> None:
+    """The export backends are timed at every core, one less, a half and a quarter of them;
+    the table shows the count each backend ran with (older measurements: the worker's)."""
+    bench = _bench_module("predict_backends")
+    assert bench.thread_candidates(16) == [16, 15, 8, 4]
+    assert bench.thread_candidates(2) == [2, 1]
+    assert bench.thread_candidates(1) == [1]
+    row = {"tiles_per_s": 9.5, "gflops": 600.0, "peak_share": 0.8, "precision": "bfloat16"}
+    row |= {"setup_s": 6.0, "agrees": True, "pixels_identical": 1.0, "score_delta": 0.0}
+    result = {"name": "phalanx-v4", "batch": 8, "threads": 2, "gflop": 68.0, "tiles": 16}
+    result |= {"peaks": {"float32": 400, "bfloat16": 800}}
+    result["backends"] = {"keras": dict(row, tiles_per_s=5.0), "openvino": dict(row, threads=1)}
+    table = bench.format_tables([result]).splitlines()
+    assert table[2].endswith("| 2 |") and table[3].endswith("| 1 |")
+    assert "| phalanx-v4 | 400 / 800 | 16 | openvino | 9.50 (1.90x) |" in table
